@@ -1,0 +1,34 @@
+# The README's two commands: `make demo` and `make test`. Each sets everything up first.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+# torch's CPU build lies on disk on our machines; on a CUDA box pip takes the matching wheel from PyPI.
+TORCH ?= torch==2.13.0
+
+.PHONY: setup demo test check-nbs nbtest pytest clean
+
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q "$(TORCH)"
+	$(BIN)/pip install -q -e ".[dev]"
+	touch $@
+
+demo: setup
+	$(BIN)/ltx-nb demo
+
+# CI fails when export or clean would change a tracked file: notebooks and ltx_nb/ must agree.
+check-nbs: setup
+	$(BIN)/nbdev-export
+	$(BIN)/nbdev-clean
+	@git diff --exit-code --stat -- nbs ltx_nb README.md || (echo "nbdev-export/nbdev-clean changed tracked files: run them and commit" && exit 1)
+
+nbtest: setup
+	$(BIN)/nbdev-test --n-workers 2
+
+pytest: setup
+	$(BIN)/pytest -q
+
+test: check-nbs nbtest pytest
