@@ -23,6 +23,7 @@ demo: setup
 check-nbs: setup
 	$(BIN)/nbdev-export
 	$(BIN)/nbdev-clean
+	$(BIN)/python tools/readme.py
 	@git diff --exit-code --stat -- nbs ltx_nb README.md || (echo "nbdev-export/nbdev-clean changed tracked files: run them and commit" && exit 1)
 
 nbtest: setup
