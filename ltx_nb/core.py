@@ -15,8 +15,8 @@ from typing import Any
 __all__ = ['VAE_FRAMES', 'VAE_PIXELS', 'RESOLUTIONS', 'ASPECT_RATIOS', 'VIDEO_EXTS', 'IMAGE_EXTS', 'DEFAULT_MODEL',
            'EMBEDDED_MODEL', 'TRAINING_TYPE', 'DEFAULT_NEGATIVE_PROMPT', 'VALIDATION_KEYS', 'SCENE_SPLIT_REFUSAL',
            'LtxNbError', 'RequestError', 'snap_frames', 'latent_frames', 'latent_grid', 'pixel_frame_span',
-           'bucket_size', 'media_kind', 'Request', 'is_remote', 'resolve_source', 'parse_request', 'load_request',
-           'parse_override', 'request_hash']
+           'bucket_size', 'media_kind', 'cache_dir', 'Request', 'is_remote', 'resolve_source', 'parse_request',
+           'load_request', 'parse_override', 'request_hash']
 
 # %% ../nbs/00_core.ipynb #4f2d1e0c
 class LtxNbError(Exception):
@@ -84,6 +84,15 @@ def media_kind(path:str|Path # a file name or path
     return 'video' if ext in VIDEO_EXTS else 'image' if ext in IMAGE_EXTS else None
 
 # %% ../nbs/00_core.ipynb #b2797955
+def cache_dir(*parts:str # sub-folders below the cache root
+             )->Path:
+    "The cache folder (created), `$LTX_NB_CACHE` or `~/.cache/ltx_nb`, joined with `parts`."
+    root = Path(os.environ.get('LTX_NB_CACHE') or Path.home()/'.cache'/'ltx_nb').expanduser()
+    p = root.joinpath(*parts)
+    p.mkdir(parents=True, exist_ok=True)
+    return p
+
+# %% ../nbs/00_core.ipynb #a9920ac4
 DEFAULT_MODEL = 'diffusers/LTX-2.3-Diffusers'
 EMBEDDED_MODEL = 'embedded:tiny'  # the tiny random LTX-2.3 built offline by `ltx_nb.model`
 TRAINING_TYPE = 'v2v-masked'
@@ -101,7 +110,7 @@ def _p(default, doc, *, choices=None, lo=None, hi=None, kind=None, seed=True, re
     if isinstance(default, (list, dict)): return field(default_factory=lambda: type(default)(default), metadata=meta)
     return field(default=default, metadata=meta)
 
-# %% ../nbs/00_core.ipynb #efcd5206
+# %% ../nbs/00_core.ipynb #c5fdcc45
 @dataclass
 class Request:
     "A training request: the hosted trainer's parameters (same names, defaults, ranges) plus local settings."
@@ -156,7 +165,7 @@ class Request:
         "(width, height) of the validation bucket."
         return bucket_size(self.validation_resolution, self.validation_aspect_ratio)
 
-# %% ../nbs/00_core.ipynb #a9920ac4
+# %% ../nbs/00_core.ipynb #941f1318
 def _field_rules()->dict:
     return {f.name: f for f in fields(Request)}
 
@@ -207,7 +216,7 @@ def _check_validation(entries:list, problems:list)->list:
         out.append({k: e.get(k, '') for k in VALIDATION_KEYS})
     return out
 
-# %% ../nbs/00_core.ipynb #ec9cea46
+# %% ../nbs/00_core.ipynb #b971d378
 _URL = re.compile(r'^[a-zA-Z][a-zA-Z0-9+.-]*://')
 
 def is_remote(src:str)->bool:
@@ -229,7 +238,7 @@ def resolve_source(src:str, # a path, file:// URL or http(s):// URL
     if not p.is_absolute() and base_dir is not None: p = Path(base_dir)/p
     return str(p)
 
-# %% ../nbs/00_core.ipynb #3f8ee982
+# %% ../nbs/00_core.ipynb #a61aeff8
 def _resolve_paths(r:Request, base_dir, problems:list):
     "Resolve every local media path of `r` against `base_dir`, recording unsupported schemes."
     def res(where, v):
@@ -269,7 +278,7 @@ def parse_request(params:dict, # the request as a dict (e.g. parsed JSON)
     if problems: raise RequestError(problems)
     return r
 
-# %% ../nbs/00_core.ipynb #0e93c94a
+# %% ../nbs/00_core.ipynb #9798711f
 def load_request(src:str|Path|dict, # a request JSON file, or the request itself
                  overrides:dict|None=None, # values that replace those in the file
                 )->Request:
