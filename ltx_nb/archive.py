@@ -225,6 +225,7 @@ def extract_zip(zip_path:str|Path, # the zip archive
     try:
         files = safe_extract(zip_path, work, **limits)
         _write_atomic(work/EXTRACTED_MARKER, json.dumps(dict(zip=str(zip_path), sha256=digest, files=len(files))))
+        if (dest/EXTRACTED_MARKER).is_file(): return dest  # another process finished meanwhile
         if dest.exists(): shutil.rmtree(dest)  # an incomplete leftover: it has no marker
         try: os.rename(work, dest)
         except OSError:

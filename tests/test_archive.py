@@ -354,3 +354,15 @@ def test_default_workdir_is_the_cache(tmp_path, monkeypatch):
     monkeypatch.setenv('LTX_NB_CACHE', str(tmp_path/'cache'))
     root = fetch_source(str(make_zip(tmp_path/'ds.zip', TRIPLET)))
     assert root.parent == tmp_path/'cache'/'data'/'extracted'
+
+def test_a_concurrent_extraction_that_finished_first_is_kept(tmp_path, monkeypatch):
+    import ltx_nb.archive as A
+    z, folder, real = make_zip(tmp_path/'ds.zip', TRIPLET), tmp_path/'ex', A.safe_extract
+    def racing(zip_path, dest, **limits):
+        out = real(zip_path, dest, **limits)
+        monkeypatch.setattr(A, 'safe_extract', real)
+        (A.extract_zip(zip_path, folder)/'winner').write_bytes(b'')  # another process completes meanwhile
+        return out
+    monkeypatch.setattr(A, 'safe_extract', racing)
+    root = extract_zip(z, folder)
+    assert (root/'winner').exists() and [p.name for p in folder.iterdir()] == [root.name]
