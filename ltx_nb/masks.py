@@ -54,7 +54,7 @@ def fit_plane(lum:np.ndarray, # float (H, W) at any size
     from PIL import Image
     im = Image.fromarray(np.ascontiguousarray(lum, dtype=np.float32))  # mode 'F'
     a = np.asarray(im.resize((fit.scaled_w, fit.scaled_h), Image.BILINEAR))
-    return a[fit.top:fit.top + fit.out_h, fit.left:fit.left + fit.out_w]
+    return a[fit.rows, fit.cols]
 
 # %% ../nbs/03_masks.ipynb #6d0b2887
 def _load_image(path:Path):

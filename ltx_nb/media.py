@@ -31,17 +31,18 @@ def ffmpeg_exe()->str:
     return imageio_ffmpeg.get_ffmpeg_exe()
 
 def _as_rgb_frames(frames)->np.ndarray:
-    "(T, H, W, 3) uint8 from uint8/bool/float frames, grey (T, H, W) or a single (H, W, 3) image."
+    "(T, H, W, 3) uint8 from uint8, bool (white = True) or float (0–1) frames, grey (T, H, W) or one (H, W, 3) image."
     a = np.asarray(frames)
     if a.dtype == bool: a = a.astype(np.uint8) * 255
-    elif a.dtype != np.uint8: a = np.clip(np.rint(a * 255 if a.dtype.kind == 'f' and a.max() <= 1 else a), 0, 255).astype(np.uint8)
+    elif a.dtype.kind == 'f': a = np.clip(np.rint(a * 255), 0, 255).astype(np.uint8)
+    elif a.dtype != np.uint8: a = np.clip(a, 0, 255).astype(np.uint8)
     if a.ndim == 3 and a.shape[-1] != 3: a = a[..., None]
     if a.ndim == 3: a = a[None]
     if a.ndim != 4 or a.shape[-1] not in (1, 3): raise ValueError(f"expected frames shaped (T, H, W, 3), got {a.shape}")
     return np.ascontiguousarray(np.repeat(a, 3, -1) if a.shape[-1] == 1 else a)
 
 def write_video(path:str|Path, # .mp4, .mov, .mkv (H.264), .webm (VP9) or .avi (MJPEG)
-                frames,        # (T, H, W, 3) uint8 RGB; grey (T, H, W) and bool masks work too
+                frames,        # (T, H, W, 3) uint8 RGB; grey (T, H, W), bool masks and 0–1 floats work too
                 fps:float=24,  # frame rate the file plays at
                 crf:int=18,    # quality, lower is better (0 is lossless H.264); MJPEG maps it to -q:v
                 pix_fmt:str|None=None, # e.g. 'yuv444p' to keep odd sizes and full chroma
@@ -216,19 +217,25 @@ def clip_frame_indices(info:VideoInfo,      # the probed clip
 @dataclass(frozen=True)
 class Fit:
     "Scale a `src` frame to `scaled`, then crop `out` at (`left`, `top`): the geometry of one clip in a bucket."
-    src_w: int
-    src_h: int
-    out_w: int
-    out_h: int
-    scaled_w: int
-    scaled_h: int
-    left: int
-    top: int
+    src_w: int     # source width on screen
+    src_h: int     # source height on screen
+    out_w: int     # bucket width
+    out_h: int     # bucket height
+    scaled_w: int  # width after scaling, ≥ out_w
+    scaled_h: int  # height after scaling, ≥ out_h
+    left: int      # first column kept
+    top: int       # first row kept
 
     @property
     def box(self)->tuple[int,int,int,int]:
         "Crop box (left, top, right, bottom) in the scaled frame."
         return self.left, self.top, self.left + self.out_w, self.top + self.out_h
+
+    @property
+    def rows(self)->slice: return slice(self.top, self.top + self.out_h)
+
+    @property
+    def cols(self)->slice: return slice(self.left, self.left + self.out_w)
 
     @property
     def scale(self)->float:
@@ -244,9 +251,10 @@ def fit_geometry(src_w:int, src_h:int, # source display size
     sw, sh = max(out_w, round(src_w * s)), max(out_h, round(src_h * s))
     return Fit(src_w, src_h, out_w, out_h, sw, sh, (sw - out_w) // 2, (sh - out_h) // 2)
 
-def crop(frames:np.ndarray, fit:Fit)->np.ndarray:
-    "Cut the bucket out of frames already scaled to `fit`'s scaled size (the last-but-one two axes are H, W)."
-    return frames[..., fit.top:fit.top + fit.out_h, fit.left:fit.left + fit.out_w, :]
+def crop(frames:np.ndarray, # (..., H, W, C) frames already scaled to `fit`'s scaled size
+         fit:Fit)->np.ndarray:
+    "Cut the bucket out of scaled frames."
+    return frames[..., fit.rows, fit.cols, :]
 
 # %% ../nbs/02_media.ipynb #f7d6f597
 def _decode_decord(path, want:list[int], w:int, h:int)->np.ndarray:
