@@ -13,8 +13,8 @@ from .core import VIDEO_EXTS
 
 # %% auto #0
 __all__ = ['COLORS', 'PATTERNS', 'recolor_reference', 'scene_frames', 'reference_frames', 'mask_frames', 'triplet_files',
-           'make_triplet', 'make_samples', 'load_triplet', 'reference_agreement', 'make_samples_zip', 'sample_request',
-           'write_data_samples']
+           'make_triplet', 'make_samples', 'triplet_frames', 'reference_agreement', 'make_samples_zip',
+           'sample_request', 'write_data_samples']
 
 # %% ../nbs/05_samples.ipynb #b46f538b
 def recolor_reference(frames:np.ndarray # (..., 3) uint8 RGB reference pixels
@@ -245,7 +245,7 @@ def _grow(white:np.ndarray, r:int)->np.ndarray:
         white = p[:, 1:-1, 1:-1] | p[:, :-2, 1:-1] | p[:, 2:, 1:-1] | p[:, 1:-1, :-2] | p[:, 1:-1, 2:]
     return white
 
-def load_triplet(end:str|Path,   # target video (`<name>_end.*`)
+def triplet_frames(end:str|Path,   # target video (`<name>_end.*`)
                  start:str|Path, # reference video (`<name>_start.*`)
                  mask:str|Path,  # mask image or video (`<name>_mask.*`)
                  size:tuple[int,int]|None=None, # (width, height) to fit all three to; None: the target's own size
@@ -270,7 +270,7 @@ def reference_agreement(end:str|Path,   # target video (`<name>_end.*`)
                        )->dict:
     "Mean absolute difference (0–255) between the target and the recoloured reference, inside and outside the mask."
     from ltx_nb.media import probe_video, fit_geometry
-    target, ref, white = load_triplet(end, start, mask, size, frames)
+    target, ref, white = triplet_frames(end, start, mask, size, frames)
     info = probe_video(end)
     r = int(np.ceil(band*fit_geometry(*info.size, *(size or info.size)).scale))
     inside, outside = ~_grow(~white, r), ~_grow(white, r)

@@ -7,7 +7,7 @@ import pytest
 
 from ltx_nb.core import VIDEO_EXTS, load_request
 from ltx_nb.media import probe_video, read_clip
-from ltx_nb.samples import (load_triplet, make_samples, make_samples_zip, reference_agreement, sample_request,
+from ltx_nb.samples import (triplet_frames, make_samples, make_samples_zip, reference_agreement, sample_request,
                             triplet_files)
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -31,8 +31,8 @@ def test_committed_matches_regenerated(regenerated):
         if name.endswith('.txt'): assert (DATA/name).read_bytes() == (regenerated/name).read_bytes(), name
     for i in range(10):  # decoded: masks agree exactly, videos within codec tolerance (bytes may differ elsewhere)
         f = triplet_files(i)
-        ea, ra, wa = load_triplet(*(DATA/f[k] for k in ('end', 'start', 'mask')))
-        eb, rb, wb = load_triplet(*(regenerated/f[k] for k in ('end', 'start', 'mask')))
+        ea, ra, wa = triplet_frames(*(DATA/f[k] for k in ('end', 'start', 'mask')))
+        eb, rb, wb = triplet_frames(*(regenerated/f[k] for k in ('end', 'start', 'mask')))
         assert (wa == wb).all(), f['mask']
         for va, vb in ((ea, eb), (ra, rb)): assert va.shape == vb.shape and np.abs(va.astype(int) - vb).mean() < 2, f
 
