@@ -6,7 +6,7 @@ Docs: https://ltx-nb.github.io/ltx_nb/samples.html.md"""
 
 # %% ../nbs/05_samples.ipynb #48d6b670
 from __future__ import annotations
-import json, os, shutil, subprocess, tempfile, zipfile
+import json, os, subprocess, tempfile, zipfile
 from pathlib import Path
 import numpy as np
 from .core import VIDEO_EXTS
