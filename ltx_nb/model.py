@@ -326,7 +326,12 @@ def decode_latents(vae,     # an `AutoencoderKLLTX2Video`
     return x[0] if one else x
 
 # %% ../nbs/06_model.ipynb #5a22d8ed
-def forward_video(transformer,     # an `LTX2VideoTransformer3DModel` (with or without LoRA)
+def _unwrap(model):
+    "The diffusers model inside a DDP/accelerate (`.module`) or `torch.compile` (`._orig_mod`) wrapper."
+    while hasattr(model, 'module') or hasattr(model, '_orig_mod'): model = getattr(model, 'module', None) or model._orig_mod
+    return model
+
+def forward_video(transformer,     # an `LTX2VideoTransformer3DModel` (with or without LoRA; may be DDP/compile-wrapped)
                   latents_tokens,  # (B, N, C) packed video latents
                   timesteps,       # (B, N) per-token noise level σ ∈ [0, 1] (0 = clean: kept and reference tokens)
                   sigma,           # (B,) the sample's noise level σ ∈ [0, 1] (2.3's prompt modulation)
@@ -338,8 +343,9 @@ def forward_video(transformer,     # an `LTX2VideoTransformer3DModel` (with or w
                  ):
     "The transformer's video prediction (velocity, (B, N, C)) with the audio stream reduced to an isolated zero token."
     import torch
-    B, dt, dev = latents_tokens.shape[0], transformer.dtype, latents_tokens.device
-    cfg = transformer.config
+    base = _unwrap(transformer)
+    B, dt, dev = latents_tokens.shape[0], base.dtype, latents_tokens.device
+    cfg = base.config
     scale = cfg.timestep_scale_multiplier
     sigma = torch.as_tensor(sigma, device=dev, dtype=torch.float32).reshape(-1).expand(B)
     audio = torch.zeros(B, 1, cfg.audio_in_channels, device=dev, dtype=dt)
@@ -356,7 +362,7 @@ def stg_blocks_for(transformer, # an `LTX2VideoTransformer3DModel`
                    blocks=(28,), # LTX-2.3's STG block
                   )->list[int]:
     "STG block indices clamped to the model's depth (LTX-2.3 uses block 28 of 48)."
-    n = transformer.config.num_layers
+    n = _unwrap(transformer).config.num_layers
     return sorted({min(max(int(b), 0), n - 1) for b in blocks})
 
 # %% ../nbs/06_model.ipynb #bd2f4084
@@ -383,7 +389,7 @@ LORA_PREFIX = 'diffusion_model.'
 def lora_state(transformer)->dict:
     "The adapter's weights with peft's module names (`transformer_blocks.0.attn1.to_q.lora_A.weight`, ...)."
     from peft.utils import get_peft_model_state_dict
-    return get_peft_model_state_dict(transformer)
+    return get_peft_model_state_dict(_unwrap(transformer))
 
 def save_lora(transformer_or_state, # a transformer with a LoRA, or its `lora_state`
               path:str|Path,        # the .safetensors file to write
