@@ -11,7 +11,7 @@ from pathlib import Path
 from .core import RequestError, LtxNbError, load_request, parse_request, parse_override
 
 # %% auto #0
-__all__ = ['cmd_check', 'build_parser', 'main']
+__all__ = ['DEMO_OVERRIDES', 'cmd_check', 'cmd_run', 'demo_request_path', 'cmd_demo', 'build_parser', 'main']
 
 # %% ../nbs/12_cli.ipynb #0196f4e7
 def _check_request(a)->'Request':
@@ -20,8 +20,8 @@ def _check_request(a)->'Request':
             aspect_ratio=a.aspect_ratio, auto_scale_input=True if a.auto_scale_input else None,
             reference_downscale_factor=a.reference_downscale_factor, mask_dilation=a.mask_dilation,
             trigger_phrase=a.trigger_phrase).items() if v is not None}
-    if a.src.lower().endswith('.json') and Path(a.src).is_file(): return load_request(a.src, opts)
-    return parse_request(dict(training_data_url=a.src, **opts), base_dir=Path.cwd())
+    if a.src.lower().endswith('.json') and Path(a.src).is_file(): return load_request(a.src, opts, check_paths=True)
+    return parse_request(dict(training_data_url=a.src, **opts), base_dir=Path.cwd(), check_paths=True)
 
 def cmd_check(a)->int:
     "Check a dataset and print its report; exit 0 when something can be trained on."
@@ -29,11 +29,50 @@ def cmd_check(a)->int:
     r = _check_request(a)
     rep = check_dataset(r, a.workdir, progress=not a.json and sys.stderr.isatty())
     print(rep.to_json() if a.json else rep)
-    if a.debug_dataset and rep.ok: write_debug_dataset(rep, r, a.debug_dataset, progress=False)
-    rep.raise_for_status()
+    rep.raise_for_status()  # a failed check leaves an earlier debug archive alone
+    if a.debug_dataset: write_debug_dataset(rep, r, a.debug_dataset, progress=False)
     return 0
 
 # %% ../nbs/12_cli.ipynb #2c03995c
+def _overrides(pairs)->dict:
+    return dict(parse_override(s) for s in pairs or [])
+
+def cmd_run(a)->int:
+    "Train one request in this process (also under `accelerate launch`)."
+    from ltx_nb.train import train
+    r = load_request(a.request, _overrides(a.set), check_paths=True)
+    res = train(r, run_dir=a.run_dir, progress=not a.quiet)
+    print(res)
+    return 0
+
+DEMO_OVERRIDES = dict(model='embedded:tiny', number_of_steps=400, learning_rate=2e-3, warmup_steps=20,
+                      checkpoint_interval=100, validation_interval=0)
+
+def demo_request_path()->Path:
+    "data_samples/request.json of this checkout, else the same samples generated into the cache."
+    from ltx_nb.core import cache_dir
+    here = Path(__file__).resolve().parent.parent/'data_samples'/'request.json'
+    if here.exists(): return here
+    d = cache_dir('demo_samples')
+    if not (d/'request.json').exists():
+        from ltx_nb.samples import write_data_samples
+        write_data_samples(d)
+    return d/'request.json'
+
+def cmd_demo(a)->int:
+    "Train the demo LoRA on the samples with the tiny model, then show that it learned."
+    from ltx_nb.train import train, learning_check
+    r = load_request(demo_request_path(), {**DEMO_OVERRIDES, **_overrides(a.set)}, check_paths=True)
+    res = train(r, run_dir=a.run_dir or 'outputs/demo', progress=not a.quiet)
+    print(res)
+    lc = learning_check(res.run_dir)
+    from ltx_nb.train import write_json
+    write_json(res.run_dir/'learning_check.json', lc)
+    print(f"learning check: trained/untrained loss {lc['trained_vs_untrained']:.3f}, "
+          f"trained/mismatched-reference loss {lc['trained_vs_mismatched']:.3f}")
+    return 0
+
+# %% ../nbs/12_cli.ipynb #bdaad0e9
 def build_parser()->argparse.ArgumentParser:
     "The `ltx-nb` argument parser."
     p = argparse.ArgumentParser(prog='ltx-nb', description='Masked, reference-guided video-to-video LoRA training for LTX-2.3.')
@@ -49,6 +88,14 @@ def build_parser()->argparse.ArgumentParser:
     c.add_argument('--debug-dataset', metavar='OUT.zip', help='also write the preprocessed data for inspection')
     c.add_argument('--workdir', help='where archives are extracted and downloaded (default: the ltx_nb cache)')
     c.set_defaults(func=cmd_check)
+    for name, fn, hlp in (('run', cmd_run, 'train one request in this process (what accelerate launch runs)'),
+                          ('demo', cmd_demo, 'train the demo LoRA on the samples with the embedded tiny model')):
+        c = sub.add_parser(name, help=hlp)
+        if name == 'run': c.add_argument('request', help='request .json')
+        c.add_argument('--run-dir', help='run directory (default: the request\'s run_dir, else outputs/<request hash>)')
+        c.add_argument('--set', action='append', metavar='KEY=VALUE', help='override a request parameter (repeatable)')
+        c.add_argument('--quiet', action='store_true', help='no progress bars')
+        c.set_defaults(func=fn)
     return p
 
 def main(argv:list[str]|None=None)->int:

@@ -253,9 +253,18 @@ def _resolve_paths(r:Request, base_dir, problems:list):
         if not Path(r.model).is_absolute() and cand.exists(): r.model = str(cand)
     if r.run_dir and base_dir is not None and not Path(r.run_dir).is_absolute(): r.run_dir = str(Path(base_dir)/r.run_dir)
 
+def _check_local_paths(r:Request, problems:list):
+    "Every local (non-http) media path of `r` must exist."
+    srcs = [('training_data_url', r.training_data_url)] + [(f"validation[{i}].{k}", e.get(k))
+            for i, e in enumerate(r.validation) for k in VALIDATION_KEYS[1:]]
+    for where, v in srcs:
+        if isinstance(v, str) and v and not is_remote(v) and not Path(v).exists():
+            problems.append(f"{where}: {v} does not exist (check the path; relative paths are resolved against the request file's folder)")
+
 def parse_request(params:dict, # the request as a dict (e.g. parsed JSON)
                   base_dir:str|Path|None=None, # folder that relative paths are resolved against
                   overrides:dict|None=None, # values that replace those in `params`
+                  check_paths:bool=False, # also require local media paths to exist
                  )->Request:
     "Validate `params` against the seed's rules and return a `Request`; raises `RequestError` listing every problem."
     if not isinstance(params, dict): raise RequestError([f"the request must be a JSON object, got {type(params).__name__}"])
@@ -275,22 +284,24 @@ def parse_request(params:dict, # the request as a dict (e.g. parsed JSON)
         if k in values: values[k] = snap_frames(values[k])
     r = Request(**{k: v for k, v in values.items() if v is not None or k in ('run_dir',)})
     _resolve_paths(r, base_dir, problems)
+    if check_paths: _check_local_paths(r, problems)
     if problems: raise RequestError(problems)
     return r
 
 # %% ../nbs/00_core.ipynb #9798711f
 def load_request(src:str|Path|dict, # a request JSON file, or the request itself
                  overrides:dict|None=None, # values that replace those in the file
+                 check_paths:bool=False, # also require local media paths to exist
                 )->Request:
     "Read and validate a request from a JSON file (or dict)."
-    if isinstance(src, dict): return parse_request(src, None, overrides)
+    if isinstance(src, dict): return parse_request(src, None, overrides, check_paths)
     p = Path(src)
     if not p.is_file(): raise RequestError([f"{p}: request file not found"])
     try: params = json.loads(p.read_text(encoding='utf-8-sig'))
     except json.JSONDecodeError as e:
         raise RequestError([f"{p}: not valid JSON at line {e.lineno}, column {e.colno}: {e.msg}"]) from None
     except UnicodeDecodeError: raise RequestError([f"{p}: not UTF-8 text (save the request as UTF-8 JSON)"]) from None
-    return parse_request(params, p.parent.resolve(), overrides)
+    return parse_request(params, p.parent.resolve(), overrides, check_paths)
 
 def parse_override(s:str # `key=value`, the value read as JSON when it parses, else as a string
                   )->tuple[str,Any]:
