@@ -231,8 +231,6 @@ def test_debug_dataset_not_replaced_when_nothing_qualifies(clips, cache, tmp_pat
     assert p.returncode == 2
     assert out.read_bytes() == b'old' and sorted(x.name for x in tmp_path.iterdir()) == ['debug.zip']
 
-@pytest.mark.xfail(reason="cmd_check writes --debug-dataset whenever some triplet is ok, then exits 2 for the broken "
-                          "one: OUT is replaced although the check failed", strict=True)
 def test_debug_dataset_not_replaced_when_check_fails(clips, cache, tmp_path):
     src, out = copy_triplet(clips, 'sample00', tmp_path/'src', 'good'), tmp_path/'debug.zip'
     copy_triplet(clips, 'sample00', src, 'bad')
@@ -259,8 +257,6 @@ def test_missing_source_with_bad_values_lists_the_values(cache, tmp_path, wd):
     assert p.returncode == 2 and p.stdout == ''
     assert {'number_of_frames: 200 is above 121', 'frame_rate: 4 is below 8'} <= set(problems(p.stderr))
 
-@pytest.mark.xfail(reason="the request is validated first and the source only afterwards, so a missing local "
-                          "training_data_url is reported in a second round, not with the value problems", strict=True)
 def test_missing_source_is_listed_with_bad_values(cache, tmp_path, wd):
     p = check(tmp_path/'nowhere.zip', '--number-of-frames', '200', cache=cache, workdir=wd)
     assert p.returncode == 2
