@@ -24,7 +24,7 @@ check-nbs: setup
 	$(BIN)/nbdev-export
 	$(BIN)/nbdev-clean
 	$(BIN)/python tools/readme.py
-	@git diff --exit-code --stat -- nbs ltx_nb README.md || (echo "nbdev-export/nbdev-clean changed tracked files: run them and commit" && exit 1)
+	@test -z "$$(git status --porcelain -- nbs ltx_nb README.md)" || (git status --short -- nbs ltx_nb README.md; echo "nbdev-export/nbdev-clean/tools/readme.py changed files: run them and commit"; exit 1)
 
 nbtest: setup
 	$(BIN)/nbdev-test --n-workers 2
