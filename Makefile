@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 # torch's CPU build lies on disk on our machines; on a CUDA box pip takes the matching wheel from PyPI.
 TORCH ?= torch==2.13.0
 
-.PHONY: setup demo test check-nbs nbtest pytest clean
+.PHONY: setup demo test export check-nbs nbtest pytest clean
 
 setup: $(VENV)/.installed
 
@@ -19,11 +19,15 @@ $(VENV)/.installed: pyproject.toml
 demo: setup
 	$(BIN)/ltx-nb demo
 
-# CI fails when export or clean would change a tracked file: notebooks and ltx_nb/ must agree.
-check-nbs: setup
+# Notebooks -> ltx_nb/ (modules and the packaged job notebooks), clean notebooks, README from index.ipynb.
+export: setup
 	$(BIN)/nbdev-export
 	$(BIN)/nbdev-clean
+	$(BIN)/python tools/sync_jobs.py
 	$(BIN)/python tools/readme.py
+
+# CI fails when export or clean would change a tracked file: notebooks and ltx_nb/ must agree.
+check-nbs: export
 	@test -z "$$(git status --porcelain -- nbs ltx_nb README.md)" || (git status --short -- nbs ltx_nb README.md; echo "nbdev-export/nbdev-clean/tools/readme.py changed files: run them and commit"; exit 1)
 
 nbtest: setup

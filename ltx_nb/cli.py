@@ -11,7 +11,7 @@ from pathlib import Path
 from .core import RequestError, LtxNbError, load_request, parse_request, parse_override
 
 # %% auto #0
-__all__ = ['DEMO_OVERRIDES', 'cmd_check', 'cmd_run', 'demo_request_path', 'cmd_demo', 'build_parser', 'main']
+__all__ = ['DEMO_OVERRIDES', 'cmd_check', 'cmd_train', 'cmd_run', 'cmd_demo', 'build_parser', 'main']
 
 # %% ../nbs/12_cli.ipynb #0196f4e7
 def _check_request(a)->'Request':
@@ -37,40 +37,40 @@ def cmd_check(a)->int:
 def _overrides(pairs)->dict:
     return dict(parse_override(s) for s in pairs or [])
 
+def _run_jobs(jobs, progress:bool, learning_check:bool=False)->int:
+    from ltx_nb.runner import run_job, summary_table
+    results = [run_job(j, progress=progress, learning_check=learning_check) for j in jobs]
+    print(summary_table(results))
+    return 0 if all(r.status == 'completed' for r in results) else 1
+
+def cmd_train(a)->int:
+    "Validate every request, then run each as a papermill job."
+    from ltx_nb.runner import plan_jobs
+    jobs = plan_jobs(a.requests, a.set, a.sweep, a.run_dir)
+    return _run_jobs(jobs, progress=not a.quiet)
+
 def cmd_run(a)->int:
     "Train one request in this process (also under `accelerate launch`)."
     from ltx_nb.train import train
     r = load_request(a.request, _overrides(a.set), check_paths=True)
-    res = train(r, run_dir=a.run_dir, progress=not a.quiet)
-    print(res)
+    print(train(r, run_dir=a.run_dir, progress=not a.quiet))
     return 0
 
 DEMO_OVERRIDES = dict(model='embedded:tiny', number_of_steps=400, learning_rate=2e-3, warmup_steps=20,
-                      checkpoint_interval=100, validation_interval=0)
-
-def demo_request_path()->Path:
-    "data_samples/request.json of this checkout, else the same samples generated into the cache."
-    from ltx_nb.core import cache_dir
-    here = Path(__file__).resolve().parent.parent/'data_samples'/'request.json'
-    if here.exists(): return here
-    d = cache_dir('demo_samples')
-    if not (d/'request.json').exists():
-        from ltx_nb.samples import write_data_samples
-        write_data_samples(d)
-    return d/'request.json'
+                      checkpoint_interval=100, validation_interval=200)
 
 def cmd_demo(a)->int:
-    "Train the demo LoRA on the samples with the tiny model, then show that it learned."
-    from ltx_nb.train import train, learning_check
-    r = load_request(demo_request_path(), {**DEMO_OVERRIDES, **_overrides(a.set)}, check_paths=True)
-    res = train(r, run_dir=a.run_dir or 'outputs/demo', progress=not a.quiet)
-    print(res)
-    lc = learning_check(res.run_dir)
-    from ltx_nb.train import write_json
-    write_json(res.run_dir/'learning_check.json', lc)
-    print(f"learning check: trained/untrained loss {lc['trained_vs_untrained']:.3f}, "
-          f"trained/mismatched-reference loss {lc['trained_vs_mismatched']:.3f}")
-    return 0
+    "Train the demo LoRA on the bundled samples with the tiny model (through the job notebook), with the learning check."
+    from ltx_nb.runner import plan_jobs, demo_request_path
+    sets = [f"{k}={json.dumps(v)}" for k, v in DEMO_OVERRIDES.items()] + list(a.set or [])
+    jobs = plan_jobs([demo_request_path()], sets, None, a.run_dir or 'outputs/demo')
+    code = _run_jobs(jobs, progress=not a.quiet, learning_check=True)
+    lc = jobs[0].run_dir/'learning_check.json'
+    if lc.exists():
+        d = json.loads(lc.read_text())
+        print(f"learning check: trained/untrained loss {d['trained_vs_untrained']:.3f}, "
+              f"trained/mismatched-reference loss {d['trained_vs_mismatched']:.3f}")
+    return code
 
 # %% ../nbs/12_cli.ipynb #bdaad0e9
 def build_parser()->argparse.ArgumentParser:
@@ -88,9 +88,13 @@ def build_parser()->argparse.ArgumentParser:
     c.add_argument('--debug-dataset', metavar='OUT.zip', help='also write the preprocessed data for inspection')
     c.add_argument('--workdir', help='where archives are extracted and downloaded (default: the ltx_nb cache)')
     c.set_defaults(func=cmd_check)
-    for name, fn, hlp in (('run', cmd_run, 'train one request in this process (what accelerate launch runs)'),
-                          ('demo', cmd_demo, 'train the demo LoRA on the samples with the embedded tiny model')):
+    for name, fn, hlp in (('train', cmd_train, 'validate requests, then run each as a papermill job'),
+                          ('run', cmd_run, 'train one request in this process (what accelerate launch runs)'),
+                          ('demo', cmd_demo, 'train the demo LoRA on the bundled samples with the embedded tiny model')):
         c = sub.add_parser(name, help=hlp)
+        if name == 'train':
+            c.add_argument('requests', nargs='+', metavar='REQUEST.json', help='request files (the seed format)')
+            c.add_argument('--sweep', action='append', metavar='KEY=V1,V2', help='one job per combination (repeatable)')
         if name == 'run': c.add_argument('request', help='request .json')
         c.add_argument('--run-dir', help='run directory (default: the request\'s run_dir, else outputs/<request hash>)')
         c.add_argument('--set', action='append', metavar='KEY=VALUE', help='override a request parameter (repeatable)')
