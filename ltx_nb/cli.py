@@ -11,7 +11,7 @@ from pathlib import Path
 from .core import RequestError, LtxNbError, load_request, parse_request, parse_override
 
 # %% auto #0
-__all__ = ['DEMO_OVERRIDES', 'cmd_check', 'cmd_train', 'cmd_run', 'cmd_demo', 'build_parser', 'main']
+__all__ = ['DEMO_OVERRIDES', 'cmd_check', 'cmd_train', 'cmd_run', 'cmd_runs', 'cmd_demo', 'build_parser', 'main']
 
 # %% ../nbs/12_cli.ipynb #0196f4e7
 def _check_request(a)->'Request':
@@ -56,6 +56,13 @@ def cmd_run(a)->int:
     print(train(r, run_dir=a.run_dir, progress=not a.quiet))
     return 0
 
+def cmd_runs(a)->int:
+    "List the run directories under a folder."
+    from ltx_nb.runner import list_runs
+    t = list_runs(a.dir)
+    print(t.to_json() if a.json else t)
+    return 0
+
 DEMO_OVERRIDES = dict(model='embedded:tiny', number_of_steps=400, learning_rate=2e-3, warmup_steps=20,
                       checkpoint_interval=100, validation_interval=200)
 
@@ -88,6 +95,10 @@ def build_parser()->argparse.ArgumentParser:
     c.add_argument('--debug-dataset', metavar='OUT.zip', help='also write the preprocessed data for inspection')
     c.add_argument('--workdir', help='where archives are extracted and downloaded (default: the ltx_nb cache)')
     c.set_defaults(func=cmd_check)
+    c = sub.add_parser('runs', help='the training history: every run directory with its status')
+    c.add_argument('dir', nargs='?', default='outputs', help='folder of run directories (default: outputs/)')
+    c.add_argument('--json', action='store_true', help='print JSON')
+    c.set_defaults(func=cmd_runs)
     for name, fn, hlp in (('train', cmd_train, 'validate requests, then run each as a papermill job'),
                           ('run', cmd_run, 'train one request in this process (what accelerate launch runs)'),
                           ('demo', cmd_demo, 'train the demo LoRA on the bundled samples with the embedded tiny model')):

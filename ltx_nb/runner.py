@@ -14,7 +14,8 @@ from .core import (Request, RequestError, LtxNbError, load_request, parse_reques
 
 # %% auto #0
 __all__ = ['JOB_NOTEBOOK', 'job_notebook_path', 'demo_request_path', 'job_request', 'training_callbacks', 'reel_preview',
-           'RunOutputs', 'run_outputs', 'Job', 'expand_sweeps', 'plan_jobs', 'JobResult', 'run_job', 'summary_table']
+           'RunOutputs', 'run_outputs', 'Job', 'expand_sweeps', 'plan_jobs', 'JobResult', 'run_job', 'summary_table',
+           'process_alive', 'run_status', 'RunInfo', 'run_info', 'RunsTable', 'list_runs']
 
 # %% ../nbs/11_runner.ipynb #d4fb601a
 JOB_NOTEBOOK = 'train_v2v_masked.ipynb'
@@ -176,3 +177,95 @@ def summary_table(results:list[JobResult])->str:
     lines = ['  '.join(c.ljust(w[k]) for k, c in enumerate(row)).rstrip() for row in rows]
     lines.insert(1, '  '.join('-' * n for n in w))
     return '\n'.join(lines + [f"  {r.label}: {r.error}  (see {r.notebook})" for r in results if r.error])
+
+# %% ../nbs/11_runner.ipynb #d78d4677
+def process_alive(pid:int|None, host:str|None=None)->bool:
+    "Is process `pid` alive on this machine? (Unknown for another host: assume yes.)"
+    import socket
+    if not pid: return False
+    if host and host != socket.gethostname(): return True
+    try: os.kill(int(pid), 0)
+    except ProcessLookupError: return False
+    except PermissionError: return True
+    return True
+
+def run_status(progress:dict)->str:
+    "completed, failed, interrupted or running — a live status only while its process lives."
+    st = progress.get('status') or 'unknown'
+    if st in ('starting', 'preparing', 'running') and not process_alive(progress.get('pid'), progress.get('host')):
+        return 'interrupted'
+    return st
+
+@dataclass
+class RunInfo:
+    "One run directory in the training history."
+    run_dir: str
+    request: str
+    status: str
+    step: int
+    total: int
+    final_loss: float|None
+    duration_s: float|None
+    lora: str|None
+    thumbnail: str|None = None
+
+def _thumbnail(d:Path)->str|None:
+    sheets = sorted((d/'validation').glob('step-*/sheet.png'))
+    return str(sheets[-1]) if sheets else (str(d/'loss.png') if (d/'loss.png').exists() else None)
+
+def run_info(d:str|Path)->RunInfo|None:
+    "What a run directory says about itself (None when it is not a run directory)."
+    d = Path(d)
+    if not (d/'progress.json').exists() and not (d/'request.json').exists(): return None
+    pr = _read_progress(d)
+    try: req = json.loads((d/'request.json').read_text())
+    except (OSError, json.JSONDecodeError): req = {}
+    data = Path(str(req.get('training_data_url') or '?').rstrip('/')).name
+    label = f"{data} · rank {req.get('rank', '?')} · lr {req.get('learning_rate', '?')}"
+    if req.get('trigger_phrase'): label = f"{req['trigger_phrase']!r} · " + label
+    started, updated = pr.get('started'), pr.get('updated')
+    lora = d/'lora.safetensors'
+    return RunInfo(str(d), label, run_status(pr), int(pr.get('step') or 0), int(pr.get('total') or req.get('number_of_steps') or 0),
+                   pr.get('loss'), (updated - started) if started and updated else None, str(lora) if lora.exists() else None,
+                   _thumbnail(d))
+
+@dataclass
+class RunsTable:
+    "The training history: a table on the terminal, with thumbnails in notebooks, JSON for scripts."
+    runs: list
+
+    def rows(self):
+        dur = lambda s: '—' if s is None else f"{s/60:.1f} min" if s >= 60 else f"{s:.0f} s"
+        return [(Path(r.run_dir).name, r.request, r.status, f"{r.step}/{r.total}",
+                 '—' if r.final_loss is None else f"{r.final_loss:.4f}", dur(r.duration_s), r.lora or '—') for r in self.runs]
+
+    def __str__(self):
+        rows = [('run', 'request', 'status', 'step', 'final loss', 'duration', 'lora'), *self.rows()]
+        w = [max(len(row[k]) for row in rows) for k in range(7)]
+        lines = ['  '.join(c.ljust(w[k]) for k, c in enumerate(row)).rstrip() for row in rows]
+        return '\n'.join([lines[0], '  '.join('-' * n for n in w), *lines[1:]]) if self.runs else 'no runs'
+
+    __repr__ = __str__
+
+    def _repr_html_(self):
+        import base64, html
+        def img(r):
+            if not r.thumbnail: return ''
+            b = base64.b64encode(Path(r.thumbnail).read_bytes()).decode()
+            return f'<img src="data:image/png;base64,{b}" style="max-height:72px">'
+        head = ''.join(f'<th>{h}</th>' for h in ('', 'run', 'request', 'status', 'step', 'final loss', 'duration', 'lora'))
+        body = ''.join('<tr><td>' + img(r) + '</td>' + ''.join(f'<td style="text-align:left">{html.escape(c)}</td>' for c in row) + '</tr>'
+                       for r, row in zip(self.runs, self.rows()))
+        return f'<table><tr>{head}</tr>{body}</table>'
+
+    def to_json(self)->str:
+        import dataclasses
+        return json.dumps([dataclasses.asdict(r) for r in self.runs], indent=2)
+
+def list_runs(root:str|Path='outputs')->RunsTable:
+    "Every run directory under `root` (and `root` itself if it is one), newest first."
+    root = Path(root)
+    dirs = ([root] if (root/'progress.json').exists() else []) + (sorted(p for p in root.iterdir() if p.is_dir()) if root.is_dir() else [])
+    runs = [i for i in map(run_info, dirs) if i is not None]
+    mtime = lambda r: (Path(r.run_dir)/'progress.json').stat().st_mtime if (Path(r.run_dir)/'progress.json').exists() else 0
+    return RunsTable(sorted(runs, key=mtime, reverse=True))

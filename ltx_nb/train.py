@@ -6,7 +6,7 @@ Docs: https://ltx-nb.github.io/ltx_nb/train.html.md"""
 
 # %% ../nbs/08_train.ipynb #9a77ed33
 from __future__ import annotations
-import json, math, os, shutil, sys, tempfile, time
+import json, math, os, shutil, socket, sys, tempfile, time
 from dataclasses import dataclass, field
 from pathlib import Path
 import numpy as np
@@ -209,7 +209,8 @@ class RunLog:
     def __init__(self, run_dir:Path, total:int, enabled:bool=True):
         self.dir, self.total, self.on = Path(run_dir), total, enabled
         self.state = dict(status='starting', step=0, total=total, loss=None, s_per_step=None, eta_s=None,
-                          last_checkpoint=None, pid=os.getpid(), started=time.time(), updated=time.time(), error=None)
+                          last_checkpoint=None, pid=os.getpid(), host=socket.gethostname(), started=time.time(),
+                          updated=time.time(), error=None)
 
     def update(self, **kw):
         self.state.update(kw, updated=time.time())
