@@ -1,0 +1,71 @@
+"""The pip-installed package on its own: a wheel built from this checkout, installed into a fresh venv and used from
+a folder far from the repository (issue: the third way in). Also: `import ltx_nb` stays light."""
+import json, os, subprocess, sys, sysconfig, venv
+from pathlib import Path
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+def test_import_is_light():
+    "Importing the package and the CLI pulls in none of the heavy libraries."
+    code = ("import sys, ltx_nb, ltx_nb.cli, ltx_nb.core, ltx_nb.dataset, ltx_nb.runner, ltx_nb.archive, ltx_nb.media, ltx_nb.masks;"
+            "print([m for m in ('torch','diffusers','transformers','papermill','jupyter_client','decord','av','PIL','matplotlib') if m in sys.modules])")
+    out = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, check=True).stdout.strip()
+    assert out == '[]', out
+
+@pytest.fixture(scope='module')
+def wheel_env(tmp_path_factory):
+    "A fresh venv with only the wheel of this checkout installed; its dependencies come from the test venv."
+    tmp = tmp_path_factory.mktemp('wheel')
+    subprocess.run([sys.executable, '-m', 'pip', 'wheel', '--no-deps', '--no-build-isolation', '-q', '-w', str(tmp/'dist'), str(ROOT)],
+                   check=True, capture_output=True)
+    whl = next((tmp/'dist').glob('ltx_nb-*.whl'))
+    env_dir = tmp/'venv'
+    venv.EnvBuilder(with_pip=False).create(env_dir)
+    site = next((env_dir/'lib').glob('python3*/site-packages'))
+    # the dependencies (torch, diffusers, ...) are those of the test venv; ltx_nb itself only from the wheel
+    (site/'deps.pth').write_text(sysconfig.get_paths()['purelib'] + '\n')
+    subprocess.run([sys.executable, '-m', 'pip', '--python', str(env_dir/'bin'/'python'), 'install', '--no-deps', '-q', str(whl)],
+                   check=True, capture_output=True)
+    work = tmp/'elsewhere'; work.mkdir()
+    env = {**os.environ, 'LTX_NB_CACHE': str(tmp/'cache'), 'PATH': f"{env_dir/'bin'}:{os.environ['PATH']}"}
+    env.pop('PYTHONPATH', None)
+    return dict(bin=env_dir/'bin', work=work, env=env, whl=whl)
+
+def run(w, *args, timeout=900):
+    return subprocess.run([str(w['bin']/'ltx-nb'), *map(str, args)], cwd=w['work'], env=w['env'], capture_output=True,
+                          text=True, timeout=timeout)
+
+def test_wheel_ships_job_notebook_and_imports_from_site_packages(wheel_env):
+    import zipfile
+    names = zipfile.ZipFile(wheel_env['whl']).namelist()
+    assert 'ltx_nb/job_notebooks/train_v2v_masked.ipynb' in names
+    out = subprocess.run([str(wheel_env['bin']/'python'), '-c', 'import ltx_nb; print(ltx_nb.__file__)'], cwd=wheel_env['work'],
+                         env=wheel_env['env'], capture_output=True, text=True, check=True).stdout
+    assert 'site-packages' in out and str(ROOT) not in out
+
+def test_wheel_cli_check_demo_train_runs(wheel_env, tmp_path):
+    w = wheel_env
+    p = run(w, '--help'); assert p.returncode == 0 and 'check' in p.stdout
+    # the demo generates the bundled samples into the cache (no data_samples/ next to an installed package)
+    p = run(w, 'demo', '--run-dir', 'demo', '--set', 'number_of_steps=100', '--quiet')
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert 'learning check' in p.stdout
+    d = w['work']/'demo'
+    for f in ('lora.safetensors', 'config.json', 'train_v2v_masked.ipynb', 'metrics.jsonl', 'progress.json', 'loss.png'):
+        assert (d/f).exists(), f
+    samples = Path(w['env']['LTX_NB_CACHE'])/'demo_samples'
+    assert (samples/'request.json').exists()
+    p = run(w, 'check', samples/'request.json', '--json')
+    assert p.returncode == 0, p.stderr
+    assert json.loads(p.stdout)['counts']['ok'] == 10
+    # a request of the user's own, relative to its folder
+    req = w['work']/'req.json'
+    req.write_text(json.dumps(dict(training_data_url=str(samples), model='embedded:tiny', number_of_steps=100, rank=8,
+                                   number_of_frames=9, resolution='low', learning_rate=0.002)))
+    p = run(w, 'train', req, '--run-dir', 'mine', '--quiet')
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert 'completed' in p.stdout
+    p = run(w, 'runs', '.', '--json')
+    runs = {Path(r['run_dir']).name: r['status'] for r in json.loads(p.stdout)}
+    assert runs == {'demo': 'completed', 'mine': 'completed'}
