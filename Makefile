@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 # torch's CPU build lies on disk on our machines; on a CUDA box pip takes the matching wheel from PyPI.
 TORCH ?= torch==2.13.0
 
-.PHONY: setup demo test export check-nbs nbtest pytest clean
+.PHONY: setup demo test export check-nbs nbtest pytest clean browser
 
 setup: $(VENV)/.installed
 
@@ -36,4 +36,8 @@ nbtest: setup
 pytest: setup
 	$(BIN)/pytest -q
 
-test: check-nbs nbtest pytest
+# tests/test_browser.py drives Debian's chromium (Playwright's own browser downloads are not used); install it once.
+browser:
+	@test -x /usr/bin/chromium || { apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium; }
+
+test: browser check-nbs nbtest pytest

@@ -252,8 +252,9 @@ def metrics_table(points:list[dict], # index.json points to compare
     "One column per point, one row per metric, as HTML."
     ms = [p['metrics'][entry] if entry < len(p.get('metrics', [])) else {} for p in points]
     keys = list(dict.fromkeys(k for m in ms for k in m))
-    head = ''.join(f'<th style="text-align:right">step {p["step"]}</th>' for p in points)
-    body = ''.join(f'<tr><td>{html.escape(k)}</td>' + ''.join(f'<td style="text-align:right">{_fmt(m.get(k))}</td>' for m in ms)
+    pad = 'text-align:right;padding:0 0 0 1.5em'
+    head = ''.join(f'<th style="{pad}">step {p["step"]}</th>' for p in points)
+    body = ''.join(f'<tr><td>{html.escape(k)}</td>' + ''.join(f'<td style="{pad}">{_fmt(m.get(k))}</td>' for m in ms)
                    + '</tr>' for k in keys)
     return f'<table><thead><tr><th></th>{head}</tr></thead><tbody>{body}</tbody></table>'
 
