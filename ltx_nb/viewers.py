@@ -342,7 +342,7 @@ class ValidationViewer:
 
     def _repr_mimebundle_(self, **kw): return self.widget._repr_mimebundle_(**kw)
 
-# %% ../nbs/10_viewers.ipynb #7af2e3ce
+# %% ../nbs/10_viewers.ipynb #d2c6c462
 RUN_ENDED = ('completed', 'failed', 'interrupted')
 
 def read_progress(run_dir:str|Path # a run directory
@@ -362,7 +362,7 @@ def progress_line(p:dict # `read_progress`
     if p.get('error'): parts.append(str(p['error']))
     return ' · '.join(parts)
 
-# %% ../nbs/10_viewers.ipynb #451ca75f
+# %% ../nbs/10_viewers.ipynb #23d11797
 class LossPlot:
     "Loss (and validation metrics) of a run from `metrics.jsonl`; `refresh()` re-reads, `live()` follows a training run."
     def __init__(self, run_dir:str|Path, # a run directory
@@ -408,7 +408,7 @@ class LossPlot:
         ax = axs[0]
         if len(self.loss):
             k = max(1, len(self.loss) // 20)
-            ax.plot(self.steps, self.loss, lw=0.7, alpha=0.4, label='loss')
+            ax.plot(self.steps, self.loss, lw=0.7, alpha=0.4 if k > 1 else 1, label='loss')
             if k > 1: ax.plot(self.steps[k-1:], np.convolve(self.loss, np.ones(k) / k, 'valid'), lw=1.5, label=f'mean of {k}')
             ax.legend(loc='upper right', fontsize=8)
         else: ax.text(0.5, 0.5, 'no loss yet', ha='center', va='center', transform=ax.transAxes)
