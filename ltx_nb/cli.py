@@ -95,6 +95,8 @@ def build_parser()->argparse.ArgumentParser:
     c.add_argument('--debug-dataset', metavar='OUT.zip', help='also write the preprocessed data for inspection')
     c.add_argument('--workdir', help='where archives are extracted and downloaded (default: the ltx_nb cache)')
     c.set_defaults(func=cmd_check)
+    from ltx_nb.sampler import add_sample_parser
+    add_sample_parser(sub)
     c = sub.add_parser('runs', help='the training history: every run directory with its status')
     c.add_argument('dir', nargs='?', default='outputs', help='folder of run directories (default: outputs/)')
     c.add_argument('--json', action='store_true', help='print JSON')

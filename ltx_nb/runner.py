@@ -13,9 +13,9 @@ from .core import (Request, RequestError, LtxNbError, load_request, parse_reques
                          DEFAULT_NEGATIVE_PROMPT, cache_dir, request_hash)
 
 # %% auto #0
-__all__ = ['JOB_NOTEBOOK', 'job_notebook_path', 'demo_request_path', 'job_request', 'training_callbacks', 'reel_preview',
-           'RunOutputs', 'run_outputs', 'Job', 'expand_sweeps', 'plan_jobs', 'JobResult', 'run_job', 'summary_table',
-           'process_alive', 'run_status', 'RunInfo', 'run_info', 'RunsTable', 'list_runs']
+__all__ = ['JOB_NOTEBOOK', 'job_notebook_path', 'demo_request_path', 'job_request', 'reel_preview', 'RunOutputs', 'run_outputs',
+           'Job', 'expand_sweeps', 'plan_jobs', 'JobResult', 'run_job', 'summary_table', 'process_alive', 'run_status',
+           'RunInfo', 'run_info', 'RunsTable', 'list_runs']
 
 # %% ../nbs/11_runner.ipynb #d4fb601a
 JOB_NOTEBOOK = 'train_v2v_masked.ipynb'
@@ -50,12 +50,6 @@ def job_request(ns:dict # the job notebook's globals (its parameters)
     return parse_request(p, base_dir=Path.cwd(), check_paths=True)
 
 # %% ../nbs/11_runner.ipynb #c3d6c029
-def training_callbacks(r:Request)->list:
-    "Validation callbacks for `train` (the masked sampler), when the request has validation entries."
-    if not r.validation: return []
-    from ltx_nb.sampler import make_validation_callback
-    return [make_validation_callback(r)]
-
 def reel_preview(run_dir:str|Path):
     "The run's validation reel as an embedded video, or a note that there is none."
     from IPython.display import Video, Markdown

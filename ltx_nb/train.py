@@ -307,7 +307,8 @@ def _average_gradients(params, world:int):
 def train(r:Request|dict|str, # a request, its dict, or a request JSON path
           run_dir:str|Path|None=None, # overrides the request's run_dir
           progress:bool=True, # show a tqdm bar (main process)
-          callbacks=(), # functions `f(step, transformer, run_dir, request)` called at validation points
+          callbacks=None, # functions `f(step, transformer, run_dir, request)` called at validation points;
+                          # None: the masked validation sampler when the request has validation entries
          )->TrainResult:
     "Train the masked, reference-guided LoRA of a request; resumes from the newest checkpoint in its run directory."
     import torch
@@ -338,6 +339,13 @@ def train(r:Request|dict|str, # a request, its dict, or a request JSON path
         report.raise_for_status()
         if main and r.debug_dataset: write_debug_dataset(report, r, run_dir/'debug_dataset.zip', progress=progress)
         cached = cache_dataset(report, r, device=acc.device, progress=progress and main)
+        if r.validation:  # embed validation prompts now, so no text encoder loads mid-training
+            from ltx_nb.latents import encode_prompts
+            from ltx_nb.sampler import validation_prompts
+            encode_prompts(validation_prompts(r), r.model, device=acc.device)
+    if callbacks is None:
+        from ltx_nb.sampler import make_validation_callback
+        callbacks = [make_validation_callback(r, run_dir, is_main=main)] if r.validation else []
     samples = [c.load(acc.device) for c in cached]
     # model: frozen base in the compute dtype, trainable LoRA in fp32
     dtype = torch.bfloat16 if mp == 'bf16' else torch.float16 if mp == 'fp16' else torch.float32
