@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 import numpy as np
 from .core import (Request, RequestError, LtxNbError, bucket_size, latent_grid, VAE_PIXELS, cache_dir,
-                         request_hash)
+                         request_hash, atomic_path)
 
 # %% auto #0
 __all__ = ['reference_size', 'TripletReport', 'FittedTriplet', 'check_triplet', 'DatasetReport', 'dataset_root',
@@ -245,8 +245,7 @@ def write_debug_dataset(report:DatasetReport, # a checked dataset
     from ltx_nb.masks import mask_overlay
     out = Path(out); out.parent.mkdir(parents=True, exist_ok=True)
     manifest = dict(report.to_dict(), triplets=[])
-    fd, tmp = tempfile.mkstemp(suffix='.zip.part', dir=out.parent); os.close(fd)
-    try:
+    with atomic_path(out, '.part') as tmp:
         with zipfile.ZipFile(tmp, 'w', zipfile.ZIP_DEFLATED) as z, tempfile.TemporaryDirectory() as work:
             for item in tqdm(report.items, desc='debug dataset', disable=not progress, leave=False):
                 entry = dataclasses.asdict(item)
@@ -263,7 +262,4 @@ def write_debug_dataset(report:DatasetReport, # a checked dataset
                     z.writestr(f'{item.name}/caption.txt', ft.caption)
                 manifest['triplets'].append(entry)
             z.writestr('manifest.json', json.dumps(manifest, indent=2, ensure_ascii=False))
-        os.replace(tmp, out)
-    finally:
-        if os.path.exists(tmp): os.unlink(tmp)
     return out

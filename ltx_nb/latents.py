@@ -10,7 +10,7 @@ import gc, hashlib, json, os, tempfile
 from dataclasses import dataclass
 from pathlib import Path
 import numpy as np
-from .core import Request, cache_dir, latent_grid
+from .core import Request, cache_dir, latent_grid, atomic_path
 from .dataset import DatasetReport, TripletReport, load_triplet, dataset_settings
 
 # %% auto #0
@@ -62,15 +62,10 @@ def text_key(prompt:str, model:str)->str:
 def save_tensors(tensors:dict, path:str|Path, metadata:dict|None=None)->Path:
     "Write a dict of tensors to a safetensors file atomically."
     from safetensors.torch import save_file
-    path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f'.{path.name}.', dir=path.parent); os.close(fd)
-    try:
-        save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, tmp,
+    with atomic_path(path) as t:
+        save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, str(t),
                   metadata={k: str(v) for k, v in (metadata or {}).items()})
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp): os.unlink(tmp)
-    return path
+    return Path(path)
 
 def load_tensors(path:str|Path, device='cpu')->dict:
     "Read a safetensors file into a dict of tensors."

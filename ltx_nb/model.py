@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from .core import EMBEDDED_MODEL, DEFAULT_MODEL, TRAINING_TYPE, cache_dir, DEFAULT_NEGATIVE_PROMPT, RequestError, latent_grid, VAE_FRAMES, VAE_PIXELS
+from .core import EMBEDDED_MODEL, DEFAULT_MODEL, TRAINING_TYPE, cache_dir, DEFAULT_NEGATIVE_PROMPT, RequestError, latent_grid, VAE_FRAMES, VAE_PIXELS, atomic_path
 
 # %% auto #0
 __all__ = ['TINY_MODEL_VERSION', 'TINY_TEXT', 'TINY_VIDEO', 'TINY_AUDIO', 'TINY_REGISTERS', 'LORA_TARGETS', 'LORA_PREFIX',
@@ -407,14 +407,8 @@ def save_lora(transformer_or_state, # a transformer with a LoRA, or its `lora_st
         raise ValueError(f"metadata rank/alpha {meta['rank']}/{meta['alpha']} disagree with the weights' rank {rank} (alpha must equal rank)")
     meta = {str(k): v if isinstance(v, str) else json.dumps(v) for k, v in meta.items()}
     tensors = {LORA_PREFIX + k: v.detach().to('cpu').contiguous() for k, v in sorted(state.items())}
-    path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f'.{path.name}.', dir=path.parent); os.close(fd)
-    try:
-        save_file(tensors, tmp, metadata=meta)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp): os.unlink(tmp)
-    return path
+    with atomic_path(path) as t: save_file(tensors, str(t), metadata=meta)
+    return Path(path)
 
 def lora_metadata(path:str|Path)->dict[str,str]:
     "The metadata strings stored in a LoRA file."

@@ -11,14 +11,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 import numpy as np
 from .core import (Request, RequestError, LtxNbError, TRAINING_TYPE, request_hash, latent_grid, load_request,
-                         EMBEDDED_MODEL)
+                         EMBEDDED_MODEL, atomic_path, write_json)
 
 # %% auto #0
 __all__ = ['shift_mu', 'sample_sigma', 'sequence_coords', 'MaskedBatch', 'masked_batch', 'masked_loss', 'step_loss',
-           'step_generator', 'sample_index', 'write_json', 'default_run_dir', 'read_metrics', 'truncate_metrics',
-           'save_checkpoint', 'latest_checkpoint', 'load_checkpoint', 'resolve_device', 'precision', 'make_optimizer',
-           'warmup_schedule', 'RunLog', 'peak_memory_mb', 'lora_metadata_for', 'write_config', 'plot_loss',
-           'TrainingFailed', 'TrainResult', 'train', 'masked_eval_loss', 'learning_check']
+           'step_generator', 'sample_index', 'default_run_dir', 'read_metrics', 'truncate_metrics', 'save_checkpoint',
+           'latest_checkpoint', 'load_checkpoint', 'resolve_device', 'precision', 'make_optimizer', 'warmup_schedule',
+           'RunLog', 'peak_memory_mb', 'lora_metadata_for', 'write_config', 'plot_loss', 'TrainingFailed',
+           'TrainResult', 'train', 'masked_eval_loss', 'learning_check']
 
 # %% ../nbs/08_train.ipynb #2e73e81b
 def shift_mu(n_tokens:int, # noised (target) tokens in the sequence
@@ -108,14 +108,6 @@ def sample_index(n:int, seed:int, step:int, rank:int=0, world:int=1)->int:
     return int(np.random.default_rng([seed, epoch]).permutation(n)[pos])
 
 # %% ../nbs/08_train.ipynb #ce6febf6
-def write_json(path:str|Path, obj)->Path:
-    "Write JSON atomically (temporary file, then rename)."
-    path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f'.{path.name}.', dir=path.parent)
-    with os.fdopen(fd, 'w') as f: json.dump(obj, f, indent=2, default=str)
-    os.replace(tmp, path)
-    return path
-
 def default_run_dir(r:Request, root:str|Path='outputs')->Path:
     "outputs/<request hash>: the same request always lands in (and resumes) the same folder."
     return Path(root)/f'run-{request_hash(r)}'
@@ -132,10 +124,7 @@ def read_metrics(run_dir:str|Path)->list[dict]:
 def truncate_metrics(run_dir:str|Path, step:int):
     "Drop metrics after `step` (they belong to work lost since the checkpoint we resume from)."
     rows = [m for m in read_metrics(run_dir) if m.get('step', 0) <= step]
-    p = Path(run_dir)/'metrics.jsonl'
-    fd, tmp = tempfile.mkstemp(dir=Path(run_dir))
-    with os.fdopen(fd, 'w') as f: f.writelines(json.dumps(m) + '\n' for m in rows)
-    os.replace(tmp, p)
+    with atomic_path(Path(run_dir)/'metrics.jsonl') as t: t.write_text(''.join(json.dumps(m) + '\n' for m in rows))
 
 # %% ../nbs/08_train.ipynb #a3c13424
 def save_checkpoint(run_dir:Path, step:int, transformer, optimizer, scheduler, meta:dict, keep:int=2)->Path:
@@ -255,10 +244,9 @@ def plot_loss(run_dir:Path, out:str='loss.png')->Path|None:
     ax.plot(steps, loss, lw=0.6, alpha=0.4, label='loss')
     if k > 1: ax.plot(steps[k-1:], np.convolve(loss, np.ones(k)/k, 'valid'), lw=1.5, label=f'mean of {k}')
     ax.set_xlabel('step'); ax.set_ylabel('masked velocity MSE'); ax.legend(); fig.tight_layout()
-    p = Path(run_dir)/out
-    fd, tmp = tempfile.mkstemp(suffix='.png', dir=run_dir); os.close(fd)
-    fig.savefig(tmp); plt.close(fig); os.replace(tmp, p)
-    return p
+    with atomic_path(Path(run_dir)/out, '.png') as t: fig.savefig(t)
+    plt.close(fig)
+    return Path(run_dir)/out
 
 # %% ../nbs/08_train.ipynb #8248e359
 class TrainingFailed(LtxNbError):
