@@ -98,6 +98,8 @@ def sigma_schedule(scheduler, # a `FlowMatchEulerDiscreteScheduler` (copied, not
     import copy
     from diffusers.pipelines.ltx2.pipeline_ltx2 import calculate_shift
     s = copy.deepcopy(scheduler)
+    if steps == 1 and s.config.get('shift_terminal'):  # stretching one σ to the terminal value divides by zero
+        s = type(s).from_config({**s.config, 'shift_terminal': None})
     c = s.config
     mu = calculate_shift(n_tokens, c.get('base_image_seq_len', 1024), c.get('max_image_seq_len', 4096),
                          c.get('base_shift', 0.95), c.get('max_shift', 2.05))
@@ -501,9 +503,9 @@ def add_sample_parser(subparsers)->argparse.ArgumentParser:
     p.set_defaults(func=sample_cli)
     return p
 
-def _cli_request(a, meta:dict)->Request:
+def _cli_request(a, meta:dict, problems:list)->Request:
     "A validated request carrying the sample settings (the request's own rules check every range)."
-    problems = []
+    problems = list(problems)
     for flag, v in (('--video', a.video), ('--mask', a.mask), ('--reference', a.reference)):
         if is_remote(v): continue
         if not Path(v.removeprefix('file://')).is_file(): problems.append(f"{flag} {v}: file not found")
@@ -532,25 +534,33 @@ def _cli_request(a, meta:dict)->Request:
     return r
 
 # %% ../nbs/09_sampler.ipynb #7647919a
+def _read_lora(path)->tuple[dict,dict|None,list]:
+    "(metadata, weights, problems) of `--lora`; nothing when it is not given or missing (`_cli_request` says so)."
+    from ltx_nb.model import lora_metadata, load_lora_state
+    if not path or not Path(path).is_file(): return {}, None, []
+    try: return lora_metadata(path), load_lora_state(path), []
+    except RequestError as e: return {}, None, [f"--lora {p}" for p in e.problems]
+    except Exception as e: return {}, None, [f"--lora {path}: not a safetensors LoRA file ({type(e).__name__}: {str(e)[:200]})"]
+
 def sample_cli(a)->int:
     "`ltx-nb sample`: regenerate the masked region of one video and write it to `--out`."
-    import torch
+    meta, state, problems = _read_lora(a.lora)
+    r = _cli_request(a, meta, problems)
+    try: inp = fit_validation_entry(r.validation[0], r, a.workdir, name='input')
+    except RequestError as e:  # name the command-line options, not the request's fields
+        flags = {'input.video_url': '--video', 'input.mask_url': '--mask', 'input.reference_video_url': '--reference'}
+        raise RequestError([next((f + m[len(k):] for k, f in flags.items() if m.startswith(k)), m) for m in e.problems],
+                           'invalid sample arguments') from None
+    import torch  # only now: bad arguments are refused without loading anything heavy
     from ltx_nb.latents import encode_prompts, load_tensors, release
-    from ltx_nb.model import load_transformer, load_vae, load_scheduler, add_lora, load_lora_state, set_lora_state, lora_metadata
+    from ltx_nb.model import load_transformer, load_vae, load_scheduler, add_lora, set_lora_state
     from ltx_nb.media import write_video
     from ltx_nb.train import resolve_device
-    meta = {}
-    if a.lora and Path(a.lora).is_file():
-        try: meta = lora_metadata(a.lora)
-        except Exception as e: raise RequestError([f"--lora {a.lora}: not a safetensors LoRA file ({type(e).__name__}: {e})"]) from None
-    r = _cli_request(a, meta)
-    inp = fit_validation_entry(r.validation[0], r, a.workdir, name='input')
     device = resolve_device(r)
     dtype = torch.bfloat16 if device.startswith('cuda') else torch.float32
     ctx, neg = [load_tensors(p, device) for p in encode_prompts([a.prompt, a.negative_prompt], r.model, device=device, dtype=dtype)]
     tr = load_transformer(r.model, dtype, device).requires_grad_(False)
-    if a.lora:
-        state = load_lora_state(a.lora)
+    if state is not None:
         ranks = {v.shape[0] for k, v in state.items() if '.lora_A.' in k}
         rank = int(meta.get('rank') or (ranks.pop() if len(ranks) == 1 else 0))
         try: set_lora_state(add_lora(tr, rank), state)

@@ -1,0 +1,159 @@
+"""`ltx-nb sample` end to end on the tiny model: exact `.npz` frames (kept pixels bit-identical to the fitted source, the
+LoRA and its reference factor applied), H.264 `.mp4` output, and bad arguments refused with exit 2 before any model loads."""
+import functools, os, subprocess, sys
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from ltx_nb.core import EMBEDDED_MODEL, DEFAULT_NEGATIVE_PROMPT, parse_request
+from ltx_nb.samples import triplet_files
+
+ROOT = Path(__file__).resolve().parents[1]
+EXE = Path(sys.executable).parent/'ltx-nb'
+SMALL = ['--number-of-frames', '9', '--resolution', 'low', '--aspect-ratio', '16:9', '--quiet']
+
+@functools.cache
+def _wired()->bool:
+    "Whether the console script already has the `sample` subcommand (the CLI chapter registers it)."
+    return EXE.exists() and subprocess.run([str(EXE), 'sample', '--help'], capture_output=True).returncode == 0
+
+def sample(*args, timeout=600)->subprocess.CompletedProcess:
+    "Run `ltx-nb sample ARGS` (through `ltx_nb.sampler.sample_main` until the console script has it)."
+    cmd = ([str(EXE), 'sample'] if _wired() else
+           [sys.executable, '-c', 'import sys; from ltx_nb.sampler import sample_main; sys.exit(sample_main(sys.argv[1:]))'])
+    env = {**os.environ, 'HF_HUB_OFFLINE': '1'}
+    return subprocess.run([*cmd, *map(str, args)], capture_output=True, text=True, timeout=timeout, env=env, cwd=ROOT)
+
+def piece(d:Path, i:int, role:str)->Path: return d/triplet_files(i)[role]
+
+@pytest.fixture(scope='module')
+def lora(tmp_path_factory)->Path:
+    "A rank-4 LoRA on the tiny model with non-zero B (so it changes outputs), trained at reference factor 2."
+    import torch
+    from ltx_nb.model import load_transformer, add_lora, save_lora
+    tr = add_lora(load_transformer(EMBEDDED_MODEL), 4)
+    g = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for n, p in tr.named_parameters():
+            if 'lora_B' in n: p.copy_(torch.randn(p.shape, generator=g) * 0.05)
+    return save_lora(tr, tmp_path_factory.mktemp('lora')/'lora.safetensors',
+                     dict(reference_downscale_factor='2', base_model_id=EMBEDDED_MODEL))
+
+def test_help_lists_the_options():
+    r = sample('--help')
+    assert r.returncode == 0, r.stderr
+    for opt in ('--model', '--lora', '--video', '--mask', '--reference', '--prompt', '--out', '--negative-prompt',
+                '--number-of-frames', '--frame-rate', '--resolution', '--aspect-ratio', '--stg-scale', '--steps',
+                '--guidance-scale', '--seed', '--reference-downscale-factor', '--device'):
+        assert opt in r.stdout, opt
+
+def test_npz_is_exact_and_matches_the_sampler(triplets, lora, tmp_path):
+    "The CLI output keeps every source pixel, and equals `sample_masked` run in-process with the same LoRA and settings."
+    import torch
+    from ltx_nb.latents import encode_prompts, load_tensors
+    from ltx_nb.model import load_transformer, load_vae, load_scheduler, add_lora, set_lora_state, load_lora_state
+    from ltx_nb.sampler import fit_validation_entry, sample_masked
+    prompt = 'replace the panel with stripes'
+    out = tmp_path/'out.npz'
+    r = sample('--model', EMBEDDED_MODEL, '--lora', lora, '--video', piece(triplets, 1, 'end'), '--mask', piece(triplets, 1, 'mask'),
+               '--reference', piece(triplets, 1, 'start'), '--prompt', prompt, '--steps', '1', '--seed', '7', *SMALL, '--out', out)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert out.name in r.stdout
+    got = np.load(out)
+    frames, white = got['frames'], got['white']
+    # the same request in-process; the reference factor (2) comes from the LoRA's metadata
+    req = parse_request(dict(training_data_url=str(triplets), model=EMBEDDED_MODEL, validation_number_of_frames=9,
+        validation_resolution='low', validation_aspect_ratio='16:9', reference_downscale_factor=2,
+        validation=[dict(prompt=prompt, video_url=str(piece(triplets, 1, 'end')), mask_url=str(piece(triplets, 1, 'mask')),
+                         reference_video_url=str(piece(triplets, 1, 'start')))]))
+    inp = fit_validation_entry(req.validation[0], req)
+    assert frames.shape == inp.source.shape == (9, 288, 512, 3) and inp.reference.shape == (9, 160, 256, 3)
+    assert np.array_equal(white, inp.white) and 0 < white.mean() < 1
+    assert np.array_equal(frames[~white], inp.source[~white])               # kept pixels: exactly the source
+    assert not np.array_equal(frames[white], inp.source[white])
+    tr = add_lora(load_transformer(EMBEDDED_MODEL).requires_grad_(False), 4)
+    set_lora_state(tr, load_lora_state(lora)); tr.eval()
+    pos, neg = [load_tensors(p) for p in encode_prompts([prompt, DEFAULT_NEGATIVE_PROMPT], EMBEDDED_MODEL)]
+    direct = sample_masked(tr, load_vae(EMBEDDED_MODEL), load_scheduler(EMBEDDED_MODEL), inp, pos['context'], pos['mask'],
+                           neg['context'], neg['mask'], steps=1, seed=7)
+    assert np.array_equal(frames, direct)
+
+def test_mp4_output_and_base_model(triplets, tmp_path):
+    "Without --lora it samples with the base model; .mp4 is H.264 at the requested rate and size."
+    from ltx_nb.media import probe_video
+    out = tmp_path/'sub'/'out.mp4'
+    r = sample('--model', EMBEDDED_MODEL, '--video', piece(triplets, 0, 'end'), '--mask', piece(triplets, 0, 'mask'),
+               '--reference', piece(triplets, 0, 'start'), '--steps', '1', '--guidance-scale', '1', '--stg-scale', '0',
+               '--frame-rate', '12', *SMALL, '--out', out)
+    assert r.returncode == 0, r.stderr[-3000:]
+    info = probe_video(out)
+    assert (info.frames, info.width, info.height, round(info.fps)) == (9, 512, 288, 12)
+    import av
+    with av.open(str(out)) as c: assert c.streams.video[0].codec_context.name == 'h264'
+
+def test_bad_arguments_are_all_listed(triplets, tmp_path):
+    "Missing files, a mask of the wrong kind, a reference that is not a video, a bad output and out-of-range values: exit 2."
+    (tmp_path/'mask.gif').write_bytes(b'GIF89a')
+    (tmp_path/'ref.png').write_bytes(b'\x89PNG')
+    r = sample('--model', EMBEDDED_MODEL, '--video', tmp_path/'missing.mp4', '--mask', tmp_path/'mask.gif',
+               '--reference', tmp_path/'ref.png', '--lora', tmp_path/'nope.safetensors', '--out', tmp_path/'out.gif',
+               '--number-of-frames', '300', '--stg-scale', '5', '--steps', '10')
+    assert r.returncode == 2, (r.returncode, r.stderr[-2000:])
+    err = r.stderr
+    for needle in ('missing.mp4: file not found', "mask.gif: .gif is not a supported mask kind", 'ref.png: not a video file',
+                   'nope.safetensors: file not found', 'out.gif: use a .mp4 or .npz', '--number-of-frames: 300 is above 121',
+                   '--stg-scale: 5.0 is above 3.0'):
+        assert needle in err, (needle, err)
+    assert 'Traceback' not in err
+
+def test_unreadable_mask_and_short_source(triplets, tmp_path):
+    "A mask with the right extension but broken bytes, and a source shorter than --number-of-frames: exit 2, named."
+    bad = tmp_path/'broken_mask.png'; bad.write_bytes(b'not a png at all')
+    base = ['--model', EMBEDDED_MODEL, '--video', piece(triplets, 0, 'end'), '--reference', piece(triplets, 0, 'start'),
+            '--resolution', 'low', '--aspect-ratio', '16:9', '--quiet', '--out', tmp_path/'o.npz']
+    r = sample(*base, '--mask', bad, '--number-of-frames', '9')
+    assert r.returncode == 2 and 'broken_mask.png' in r.stderr and 'mask' in r.stderr, r.stderr[-2000:]
+    r = sample(*base, '--mask', piece(triplets, 0, 'mask'), '--number-of-frames', '33')   # the clips have 25 frames
+    assert r.returncode == 2 and 'has 25 frames, needs 33' in r.stderr and 'auto_scale_input' in r.stderr, r.stderr[-2000:]
+    assert not (tmp_path/'o.npz').exists()
+
+def test_lora_that_is_not_ltx(triplets, tmp_path):
+    "A safetensors file without LTX's keys is refused with exit 2 naming the file."
+    import torch
+    from safetensors.torch import save_file
+    f = tmp_path/'other.safetensors'
+    save_file({'unet.down.lora_A.weight': torch.zeros(4, 8)}, str(f))
+    r = sample('--model', EMBEDDED_MODEL, '--lora', f, '--video', piece(triplets, 0, 'end'), '--mask', piece(triplets, 0, 'mask'),
+               '--reference', piece(triplets, 0, 'start'), '--steps', '1', *SMALL, '--out', tmp_path/'o.npz')
+    assert r.returncode == 2 and 'other.safetensors' in r.stderr and 'not an LTX LoRA' in r.stderr, r.stderr[-2000:]
+
+@pytest.mark.skipif(not os.environ.get('LTX_NB_SLOW_TESTS'), reason='trains 100 steps (minutes on a busy 2-core CPU); '
+                    'set LTX_NB_SLOW_TESTS=1 to run it')
+def test_validation_during_training(triplets, tmp_path):
+    """`train(..., callbacks=[make_validation_callback(...)])` writes a point at the interval and one at the end, and the
+    reel (one entry, plain sampling: the notebook covers two entries with CFG and STG)."""
+    import json
+    from ltx_nb.core import load_request
+    from ltx_nb.media import probe_video
+    from ltx_nb.latents import encode_prompts
+    from ltx_nb.sampler import make_validation_callback, validation_prompts
+    from ltx_nb.train import train, read_metrics
+    entries = [dict(prompt=f'entry {i}', video_url=str(piece(triplets, i, 'end')), mask_url=str(piece(triplets, i, 'mask')),
+                    reference_video_url=str(piece(triplets, i, 'start'))) for i in (1,)]
+    r = load_request(dict(training_data_url=str(triplets), model=EMBEDDED_MODEL, number_of_steps=100, number_of_frames=9,
+                          resolution='low', aspect_ratio='16:9', rank=8, validation=entries, validation_number_of_frames=9,
+                          validation_resolution='low', validation_aspect_ratio='16:9', validation_num_inference_steps=1,
+                          validation_guidance_scale=1.0, stg_scale=0.0, validation_interval=60, checkpoint_interval=0, run_dir=str(tmp_path/'run')))
+    encode_prompts(validation_prompts(r), r.model)  # what training does before it starts
+    res = train(r, progress=False, callbacks=[make_validation_callback(r)])
+    v = res.run_dir/'validation'
+    index = json.loads((v/'index.json').read_text())
+    assert [p['step'] for p in index['points']] == [60, 100]
+    assert all((v/p).is_file() for q in index['points'] for p in [*q['videos'], q['sheet']])
+    rows = [m for m in read_metrics(res.run_dir) if m.get('kind') == 'validation']
+    assert [(m['step'], m['entry']) for m in rows] == [(60, 0), (100, 0)]
+    assert all(m['kept_max_error'] == 0 and m['psnr_region'] is not None for m in rows)  # sources are training targets
+    assert len([m for m in read_metrics(res.run_dir) if 'loss' in m]) == 100
+    assert probe_video(res.run_dir/'validation.mp4').frames == 2 * 9
