@@ -1,0 +1,459 @@
+"""Training end to end with real processes and files: kill -9 and resume give the same LoRA bit for bit, a finished job
+returns at once, a different request is refused, a diverging loss fails cleanly, Ctrl-C checkpoints and exits 130,
+two `accelerate` processes make one run, the LoRA loads in diffusers, the LoRA learns to use the reference, and a
+half-size reference trains."""
+import json, os, re, signal, socket, subprocess, sys, time
+from pathlib import Path
+
+import pytest
+import torch
+
+from ltx_nb.core import load_request, latent_grid
+from ltx_nb.model import (LORA_TARGETS, add_lora, forward_video, load_lora_state, load_transformer, lora_metadata,
+                          resolve_model, set_lora_state)
+from ltx_nb.train import TrainingFailed, learning_check, masked_batch, read_metrics, step_generator, train
+
+BIN = Path(sys.executable).parent
+# The 16:9 'low' bucket at 17 frames is the cheapest real grid: 3×9×16 = 432 target tokens (+ 432 reference tokens).
+BASE = dict(model='embedded:tiny', number_of_frames=17, resolution='low', aspect_ratio='16:9', number_of_steps=100,
+            rank=8, learning_rate=1e-3, warmup_steps=10, checkpoint_interval=20, validation_interval=0, seed=7,
+            trigger_phrase='repl4ce')
+
+# ---------------------------------------------------------------- helpers
+
+def env()->dict:
+    """Subprocess environment: the session's cache, offline, and one thread per process. The 2 cores are shared with other
+    jobs; oversubscribed torch threads made a step 10-30x slower here, and a fixed thread count keeps float reductions
+    identical between the runs we compare bit for bit."""
+    return {**os.environ, 'OMP_NUM_THREADS': '1', 'MKL_NUM_THREADS': '1', 'HF_HUB_OFFLINE': '1',
+            'TOKENIZERS_PARALLELISM': 'false', 'PYTHONIOENCODING': 'utf-8'}
+
+@pytest.fixture(autouse=True, scope='module')
+def _one_thread():
+    "The in-process runs use one thread too (see `env`)."
+    n = torch.get_num_threads(); torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+def write_request(path:Path, data:Path, **kw)->Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(dict(BASE, training_data_url=str(data), **kw), indent=2))
+    return path
+
+# `train` leaves the LoRA's initial A matrices to the process's global torch RNG, which torch seeds at random in every
+# process (see the xfail tests below). The runs compared bit for bit therefore go through this launcher, which seeds
+# it first and then runs the console script's own `main`.
+SEEDED = "import sys, torch; torch.manual_seed(int(sys.argv[1])); from ltx_nb.cli import main; sys.exit(main(sys.argv[2:]))"
+
+def cli(req:Path, run_dir:Path, *extra, torch_seed:int|None=None)->list[str]:
+    "`ltx-nb run REQ --run-dir RUN_DIR --quiet`, optionally through the seeded launcher."
+    args = ['run', str(req), '--run-dir', str(run_dir), '--quiet', *extra]
+    return [str(BIN/'ltx-nb'), *args] if torch_seed is None else [sys.executable, '-c', SEEDED, str(torch_seed), *args]
+
+def ltx_run(req:Path, run_dir:Path, *extra, torch_seed=None, timeout=600)->subprocess.CompletedProcess:
+    "Run to completion."
+    return subprocess.run(cli(req, run_dir, *extra, torch_seed=torch_seed), env=env(), capture_output=True, text=True,
+                          timeout=timeout)
+
+def ltx_start(req:Path, run_dir:Path, log:Path, torch_seed=None)->subprocess.Popen:
+    "Run in the background, output to `log` (a pipe could fill up and stall it)."
+    f = open(log, 'w')
+    p = subprocess.Popen(cli(req, run_dir, torch_seed=torch_seed), env=env(), stdout=f, stderr=subprocess.STDOUT, text=True)
+    f.close()
+    return p
+
+def read_json(p:Path):
+    try: return json.loads(Path(p).read_text())
+    except (FileNotFoundError, json.JSONDecodeError): return None
+
+def wait_until(pred, proc:subprocess.Popen, log:Path, timeout=300, every=0.02):
+    "Poll `pred()` until it returns something truthy; fail if `proc` ends first."
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < timeout:
+        v = pred()
+        if v: return v
+        assert proc.poll() is None, f"process ended (rc {proc.returncode}) before the condition:\n{log.read_text()[-3000:]}"
+        time.sleep(every)
+    proc.kill(); pytest.fail(f"timed out after {timeout}s:\n{log.read_text()[-3000:]}")
+
+def finish(proc:subprocess.Popen, log:Path, timeout=600)->Path:
+    rc = proc.wait(timeout)
+    assert rc == 0, log.read_text()[-3000:]
+    return log
+
+def tensors(path:Path)->dict:
+    from safetensors.torch import load_file
+    return load_file(str(path))
+
+def assert_same_lora(a:Path, b:Path):
+    ta, tb = tensors(a), tensors(b)
+    assert ta.keys() == tb.keys()
+    diff = {k: (ta[k] - tb[k]).abs().max().item() for k in ta if not torch.equal(ta[k], tb[k])}
+    assert not diff, f"{len(diff)} of {len(ta)} tensors differ, largest {max(diff.values()):.3g}: {list(diff)[:3]}"
+
+def tree(root:Path)->dict:
+    "{relative path: (bytes, mtime_ns)} of every file below `root`."
+    return {p.relative_to(root).as_posix(): (p.read_bytes(), p.stat().st_mtime_ns) for p in sorted(root.rglob('*')) if p.is_file()}
+
+def steps_of(run_dir:Path)->list[int]:
+    return [m['step'] for m in read_metrics(run_dir)]
+
+class KnownBug(AssertionError):
+    "The one assertion a strict xfail test expects to fail; any other failure in it is a real failure."
+
+def checkpoint_state(ck:Path)->tuple[int,int]:
+    "(step the checkpoint says, optimizer steps actually in it)."
+    st = torch.load(ck/'state.pt', weights_only=False)
+    return st['step'], int(next(iter(st['optimizer']['state'].values()))['step'])
+
+# ---------------------------------------------------------------- shared data and the reference run
+
+@pytest.fixture(scope='module')
+def data(tmp_path_factory)->Path:
+    "Three triplets of 17 frames (the generator's mix of sizes, containers and mask kinds)."
+    from ltx_nb.samples import make_samples
+    d = tmp_path_factory.mktemp('train_data')
+    make_samples(d, n=3, frames=17)
+    return d
+
+@pytest.fixture(scope='module')
+def work(tmp_path_factory)->Path:
+    return tmp_path_factory.mktemp('train_runs')
+
+@pytest.fixture(scope='module')
+def req(data, work)->Path:
+    return write_request(work/'req.json', data)
+
+@pytest.fixture(scope='module')
+def warm(req, work, request):
+    """Cache the tiny model, latents and text once, so the subprocesses below all start alike; and start the long
+    learning run first when it is selected, so that it uses the second core while the others run."""
+    if any(i.name == 'test_the_lora_learns_to_use_the_reference' for i in request.session.items):
+        request.getfixturevalue('learning_proc')
+    r = load_request(req)
+    from ltx_nb.dataset import check_dataset
+    from ltx_nb.latents import cache_dataset
+    return [c.load() for c in cache_dataset(check_dataset(r, progress=False), r, progress=False)]
+
+@pytest.fixture(scope='module')
+def reference_proc(req, work, warm):
+    "The uninterrupted run of `req`, started in the background (it runs while the kill-and-resume test works)."
+    run_dir, log = work/'reference', work/'reference.log'
+    return ltx_start(req, run_dir, log, torch_seed=0), run_dir, log
+
+@pytest.fixture(scope='module')
+def reference_run(reference_proc)->Path:
+    proc, run_dir, log = reference_proc
+    finish(proc, log)
+    return run_dir
+
+# ---------------------------------------------------------------- 1. kill -9 and resume
+
+def test_kill_and_resume_gives_the_same_lora(req, work, reference_proc, request):
+    run_dir, log = work/'killed', work/'killed.log'
+    proc = ltx_start(req, run_dir, log, torch_seed=0)  # the same LoRA initialisation as the reference run
+    ck = lambda: (read_json(run_dir/'checkpoints'/'latest.json') or {}).get('step', 0) >= 40
+    wait_until(ck, proc, log)
+    proc.send_signal(signal.SIGKILL); proc.wait(30)
+    assert proc.returncode == -signal.SIGKILL
+    assert not (run_dir/'lora.safetensors').exists(), "killed too late: the run had finished"
+    assert read_json(run_dir/'progress.json')['status'] == 'running'
+    from ltx_nb.train import latest_checkpoint
+    resume_from = int(latest_checkpoint(run_dir).name.split('-')[1])
+    assert 40 <= resume_from < 100
+
+    res = ltx_run(req, run_dir)  # the plain console script: the LoRA comes from the checkpoint
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert res.stdout.startswith('completed: 100 steps')
+    prog = read_json(run_dir/'progress.json')
+    assert (prog['status'], prog['step'], prog['summary']['resumed_from']) == ('completed', 100, resume_from)
+    assert prog['summary']['steps_trained'] == 100 - resume_from
+    assert steps_of(run_dir) == list(range(1, 101))  # the rows after the checkpoint were dropped and redone once
+
+    ref = request.getfixturevalue('reference_run')
+    # bit for bit: per-step generators, the restored optimizer/scheduler/RNG and one thread make the runs identical
+    assert_same_lora(run_dir/'lora.safetensors', ref/'lora.safetensors')
+    got, want = read_metrics(run_dir), read_metrics(ref)
+    assert [(m['loss'], m['sigma'], m['lr']) for m in got] == [(m['loss'], m['sigma'], m['lr']) for m in want]
+
+class _Stop(Exception): "Ends a run from a callback."
+
+def lora_after_step_1(req:Path, run_dir:Path, torch_seed:int)->dict:
+    "The LoRA weights after one step of `req` in this process, with the global torch RNG seeded to `torch_seed`."
+    from ltx_nb.model import lora_state
+    got = {}
+    def grab(step, tr, run_dir, r):
+        got.update({k: v.detach().clone() for k, v in lora_state(tr).items()}); raise _Stop
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(torch_seed)
+        with pytest.raises(_Stop):
+            train(load_request(req, dict(validation_interval=1)), run_dir=run_dir, progress=False, callbacks=[grab])
+    return got
+
+@pytest.mark.xfail(strict=True, raises=KnownBug, reason="train(): add_lora initialises lora_A from the global torch RNG, which is never "
+                   "seeded from the request's seed (torch seeds it at random per process): same request, different LoRA")
+def test_same_request_same_lora_whatever_the_global_rng(req, work, warm):
+    a, b = lora_after_step_1(req, work/'rng-a', 1), lora_after_step_1(req, work/'rng-b', 2)
+    if not all(torch.equal(a[k], b[k]) for k in a): raise KnownBug("same request, different LoRA after step 1")
+
+# ---------------------------------------------------------------- 2. and 3. re-running
+
+def test_rerunning_a_finished_job_returns_at_once(req, reference_run):
+    before = tree(reference_run)
+    t0 = time.monotonic()
+    res = ltx_run(req, reference_run)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.startswith('completed: 100 steps') and str(reference_run/'lora.safetensors') in res.stdout
+    assert tree(reference_run) == before  # progress, metrics, checkpoints, LoRA: not even touched
+    print(f"re-run of a finished job: {time.monotonic() - t0:.1f} s (interpreter and accelerate start-up)")
+
+def test_a_different_request_in_the_same_run_dir_is_refused(data, work, reference_run):
+    before = tree(reference_run)
+    other = write_request(work/'other.json', data, learning_rate=5e-4)
+    res = ltx_run(other, reference_run)
+    assert res.returncode == 2, (res.returncode, res.stderr)
+    assert 'holds a run of a different request' in res.stderr and str(reference_run) in res.stderr
+    assert tree(reference_run) == before
+
+# ---------------------------------------------------------------- 4. non-finite loss
+
+def test_non_finite_loss_fails_and_keeps_the_last_good_checkpoint(req, work, warm, monkeypatch):
+    import ltx_nb.train as T
+    calls, real = [], T.masked_loss
+    def nan_at_25(*a):
+        calls.append(1)
+        loss = real(*a)
+        return loss * float('nan') if len(calls) == 25 else loss
+    monkeypatch.setattr(T, 'masked_loss', nan_at_25)
+    run_dir = work/'nan'
+    with pytest.raises(TrainingFailed, match=r'at step 25: training diverged') as e:
+        train(load_request(req, dict(checkpoint_interval=10)), run_dir=run_dir, progress=False)
+    msg = str(e.value)
+    assert 'step-000020' in msg and 'lower learning_rate' in msg
+    prog = read_json(run_dir/'progress.json')
+    assert prog['status'] == 'failed' and prog['error'] == msg and prog['step'] == 24
+    assert sorted(p.name for p in (run_dir/'checkpoints').iterdir()) == ['latest.json', 'step-000010', 'step-000020']
+    assert read_json(run_dir/'checkpoints'/'latest.json')['step'] == 20
+    assert checkpoint_state(run_dir/'checkpoints'/'step-000020') == (20, 20)
+    assert not (run_dir/'lora.safetensors').exists()
+    assert steps_of(run_dir) == list(range(1, 25))  # nothing logged for the bad step
+
+# ---------------------------------------------------------------- 5. Ctrl-C
+
+def test_ctrl_c_checkpoints_exits_130_and_resumes(req, work, warm, reference_run):
+    run_dir, log = work/'interrupted', work/'interrupted.log'
+    proc = ltx_start(req, run_dir, log)
+    wait_until(lambda: len(read_metrics(run_dir)) >= 27, proc, log)
+    proc.send_signal(signal.SIGINT)
+    assert proc.wait(60) == 130, log.read_text()[-3000:]
+    assert 'interrupted' in log.read_text()
+    prog = read_json(run_dir/'progress.json')
+    s = prog['step']
+    assert prog['status'] == 'interrupted' and 'resume' in prog['error'] and 27 <= s < 100
+    assert prog['last_checkpoint'] == f'step-{s:06d}' and (run_dir/'checkpoints'/f'step-{s:06d}'/'state.pt').exists()
+    assert read_json(run_dir/'checkpoints'/'latest.json')['step'] == s
+    assert not (run_dir/'lora.safetensors').exists()
+
+    res = ltx_run(req, run_dir)
+    assert res.returncode == 0, res.stderr[-3000:]
+    prog = read_json(run_dir/'progress.json')
+    assert (prog['status'], prog['summary']['resumed_from']) == ('completed', s)
+    assert steps_of(run_dir) == list(range(1, 101))
+
+def _interrupt_at(monkeypatch, where:str, step:int):
+    """Raise KeyboardInterrupt (what Ctrl-C does) inside the loop at `step`: in the loss (before the optimizer step) or
+    in the metrics write (after it)."""
+    import ltx_nb.train as T
+    if where == 'loss':
+        calls, real = [], T.masked_loss
+        def f(*a):
+            calls.append(1)
+            if len(calls) == step: raise KeyboardInterrupt
+            return real(*a)
+        monkeypatch.setattr(T, 'masked_loss', f)
+    else:
+        real = T.RunLog.metric
+        def f(self, **row):
+            if row['step'] == step: raise KeyboardInterrupt
+            return real(self, **row)
+        monkeypatch.setattr(T.RunLog, 'metric', f)
+
+def test_ctrl_c_before_the_optimizer_step_checkpoints_what_was_done(req, work, warm, monkeypatch):
+    _interrupt_at(monkeypatch, 'loss', 13)
+    run_dir = work/'ctrl-c-loss'
+    with pytest.raises(KeyboardInterrupt):
+        train(load_request(req), run_dir=run_dir, progress=False)
+    assert checkpoint_state(latest := run_dir/'checkpoints'/'step-000012') == (12, 12), latest
+    assert read_json(run_dir/'progress.json')['step'] == 12
+
+@pytest.mark.xfail(strict=True, raises=KnownBug, reason="train(): Ctrl-C after opt.step() but before the iteration ends saves a "
+                   "checkpoint labelled `step` that already holds step+1 optimizer updates, so resuming redoes one step")
+def test_ctrl_c_after_the_optimizer_step_checkpoints_what_was_done(req, work, warm, monkeypatch):
+    _interrupt_at(monkeypatch, 'metric', 13)
+    run_dir = work/'ctrl-c-metric'
+    with pytest.raises(KeyboardInterrupt):
+        train(load_request(req), run_dir=run_dir, progress=False)
+    st = read_json(run_dir/'progress.json')['step']
+    assert st == 12
+    said, done = checkpoint_state(run_dir/'checkpoints'/f'step-{st:06d}')
+    if (said, done) != (12, 12): raise KnownBug(f"checkpoint step-{said:06d} holds {done} optimizer steps")
+
+# ---------------------------------------------------------------- 6. two processes
+
+def free_port()->int:
+    with socket.socket() as s:
+        s.bind(('127.0.0.1', 0)); return s.getsockname()[1]
+
+def accelerate_cmd(script:Path, *args)->list[str]:
+    """`accelerate launch` of `script ARGS` in two CPU processes (gloo) on this machine. Not `--cpu`: accelerate 1.15
+    sends `--cpu` to its simple launcher, which starts ONE process whatever `--num_processes` says (several CPU
+    processes only through mpirun and `--mpirun_hostfile`). `--multi_gpu` starts them through torch.distributed.run,
+    and `train`'s `Accelerator(cpu=True)` then joins them with gloo."""
+    return [str(BIN/'accelerate'), 'launch', '--multi_gpu', '--num_processes', '2', '--num_machines', '1',
+            '--mixed_precision', 'no', '--dynamo_backend', 'no', '--num_cpu_threads_per_process', '1',
+            '--main_process_port', str(free_port()), str(script), *map(str, args)]
+
+def accelerate_env()->dict:
+    return {**env(), 'MASTER_ADDR': '127.0.0.1', 'CUDA_VISIBLE_DEVICES': ''}
+
+@pytest.mark.xfail(strict=True, raises=KnownBug, reason="train(): with several CPU processes accelerate's device is "
+                   "torch.device('cpu', 0), and CachedSample.load -> latents.load_tensors passes str(device) 'cpu:0' to "
+                   "safetensors.load_file, which refuses it ('device cpu:0 is invalid')")
+def test_two_processes_make_one_run(data, work, warm):
+    req2 = write_request(work/'two.json', data, seed=11)
+    run_dir = work/'two'
+    res = subprocess.run(accelerate_cmd(BIN/'ltx-nb', 'run', req2, '--run-dir', run_dir, '--quiet'), env=accelerate_env(),
+                         capture_output=True, text=True, timeout=600)
+    if res.returncode and 'device cpu:0 is invalid' in res.stderr: raise KnownBug(res.stderr[-500:])
+    assert res.returncode == 0, (res.stdout[-2000:], res.stderr[-4000:])
+    assert res.stdout.count('completed: 100 steps') == 2  # each process prints its result
+    check_two_process_run(run_dir)
+
+def check_two_process_run(run_dir:Path):
+    assert sorted(p.name for p in run_dir.glob('*.safetensors')) == ['lora.safetensors']
+    assert steps_of(run_dir) == list(range(1, 101))  # only the main process logs
+    prog = read_json(run_dir/'progress.json')
+    assert prog['status'] == 'completed' and prog['summary']['processes'] == 2
+    assert read_metrics(run_dir)[0]['tokens'] == 2 * 864  # both processes' tokens per step
+    assert not list(run_dir.glob('**/.tmp*'))
+
+# `train` through accelerate with the 'cpu:0' problem above worked around, and each rank's LoRA dumped at step 50
+# and at the end, to see the rest of the multi-process path work.
+TWO_PROC = """
+import sys
+from accelerate import PartialState
+from safetensors.torch import save_file
+import ltx_nb.latents as L
+_load = L.load_tensors
+L.load_tensors = lambda path, device='cpu': _load(path, 'cpu' if str(device).startswith('cpu') else device)
+from ltx_nb.model import lora_state
+from ltx_nb.train import train
+def dump(step, tr, run_dir, r):
+    save_file({k: v.detach().contiguous() for k, v in lora_state(tr).items()},
+              f"{sys.argv[3]}/rank{PartialState().process_index}-step{step}.safetensors")
+print(train(sys.argv[1], run_dir=sys.argv[2], progress=False, callbacks=[dump]))
+"""
+
+@pytest.fixture(scope='module')
+def two_proc_run(data, work, warm)->tuple[Path,Path]:
+    req2 = write_request(work/'two-w.json', data, seed=12, validation_interval=50)
+    run_dir, dumps, script = work/'two-w', work/'two-w-ranks', work/'two_proc.py'
+    dumps.mkdir(); script.write_text(TWO_PROC)
+    res = subprocess.run(accelerate_cmd(script, req2, run_dir, dumps), env=accelerate_env(), capture_output=True,
+                         text=True, timeout=600)
+    assert res.returncode == 0, (res.stdout[-2000:], res.stderr[-4000:])
+    assert res.stdout.count('completed: 100 steps') == 2
+    return run_dir, dumps
+
+def test_two_processes_make_one_run_with_the_device_worked_around(two_proc_run):
+    run_dir, dumps = two_proc_run
+    check_two_process_run(run_dir)
+    assert sorted(p.name for p in dumps.iterdir()) == [f'rank{r}-step{s}.safetensors' for r in (0, 1) for s in (100, 50)]
+    final, rank0 = load_lora_state(run_dir/'lora.safetensors'), tensors(dumps/'rank0-step100.safetensors')
+    assert final.keys() == rank0.keys() and all(torch.equal(final[k], rank0[k]) for k in final)  # the main process's
+
+@pytest.mark.xfail(strict=True, raises=KnownBug, reason="train(): each process initialises its LoRA from its own unseeded "
+                   "global RNG and nothing broadcasts rank 0's weights, so the ranks train different LoRAs on averaged gradients")
+def test_two_processes_hold_the_same_lora(two_proc_run):
+    run_dir, dumps = two_proc_run
+    r0, r1 = tensors(dumps/'rank0-step50.safetensors'), tensors(dumps/'rank1-step50.safetensors')
+    if not all(torch.equal(r0[k], r1[k]) for k in r0):
+        raise KnownBug("after 50 steps on averaged gradients the ranks' LoRAs differ")
+
+# ---------------------------------------------------------------- 7. the LoRA in diffusers
+
+def test_lora_loads_in_diffusers_and_reproduces_the_trained_model(reference_run, warm):
+    from diffusers import LTX2Pipeline
+    f = reference_run/'lora.safetensors'
+    r = load_request(reference_run/'request.json')
+    md = lora_metadata(f)
+    want = dict(rank='8', alpha='8', trigger_phrase='repl4ce', training_type='v2v-masked',
+                base_model=str(resolve_model('embedded:tiny')), base_model_id='embedded:tiny',
+                reference_downscale_factor='1', frames='17', resolution='512x288')
+    assert {k: md.get(k) for k in want} == want
+    keys = list(tensors(f))
+    assert all(re.fullmatch(r'diffusion_model\.transformer_blocks\.\d+\.(attn1|attn2|ff)\..*\.lora_[AB]\.weight', k) for k in keys)
+    assert all(re.fullmatch(r'diffusion_model\.' + LORA_TARGETS + r'\.lora_[AB]\.weight', k) for k in keys)
+    base = load_transformer(r.model)
+    assert len(keys) == 2 * 10 * base.config.num_layers and not any('audio' in k for k in keys)
+
+    s = warm[0]
+    b = masked_batch(base, s, 0.6, torch.randn(s['keep'].numel(), s['target'].shape[0], generator=step_generator(1, 2)))
+    args = (b.tokens, b.timesteps, b.sigma, b.coords, b.context, b.context_mask)
+    with torch.no_grad():
+        untrained = forward_video(base, *args)
+        trained = forward_video(set_lora_state(add_lora(load_transformer(r.model), r.rank), load_lora_state(f)).eval(), *args)
+        pipe = LTX2Pipeline.from_pretrained(resolve_model(r.model))
+        pipe.load_lora_weights(str(f))
+        loaded = forward_video(pipe.transformer, *args)
+    d_loaded, d_base = (loaded - trained).abs().max().item(), (trained - untrained).abs().max().item()
+    print(f"diffusers vs trained: {d_loaded:.2e}; trained vs base: {d_base:.3f}")
+    assert d_loaded < 1e-5
+    assert d_base > 1e-2
+
+# ---------------------------------------------------------------- 8. it learns
+
+# Measured on 5 triplets, 16:9 'low', 17 frames, rank 8, warm-up 20, one thread (the ratios at steps 400 and 500 of
+# separate runs; the LoRA's initialisation is not seeded, see above, so even one seed varies from run to run):
+#   lr 3e-3 seed 1: step 400 0.525 / 0.724, step 500 0.500 / 0.702   (trained/untrained, trained/mismatched reference)
+#   lr 3e-3 seed 2: step 400 0.530 / 0.801, step 500 0.510 / 0.745
+#   lr 3e-3 seed 3: step 400 0.518 / 0.808, step 500 0.497 / 0.779
+#   lr 2e-3 seed 0: step 400 0.564 / 0.847, step 500 0.537 / 0.791, step 800 0.487 / 0.717
+# At step 100 the mismatched ratio is still 1.00: the LoRA first learns what every sample shares, then how to copy
+# the reference into the masked region. 500 steps at 3e-3 take ~75 s on an idle core.
+LEARN = dict(number_of_steps=500, learning_rate=3e-3, warmup_steps=20, checkpoint_interval=0, seed=1)
+
+@pytest.fixture(scope='module')
+def learning_proc(tmp_path_factory, work):
+    from ltx_nb.samples import make_samples
+    d = tmp_path_factory.mktemp('learn_data')
+    make_samples(d, n=5, frames=17)
+    req = write_request(work/'learn.json', d, **LEARN)
+    run_dir, log = work/'learn', work/'learn.log'
+    proc = ltx_start(req, run_dir, log)
+    yield proc, run_dir, log
+    if proc.poll() is None: proc.kill(); proc.wait()
+
+def test_the_lora_learns_to_use_the_reference(learning_proc):
+    proc, run_dir, log = learning_proc
+    finish(proc, log, timeout=900)
+    lc = learning_check(run_dir)
+    print(f"trained/untrained {lc['trained_vs_untrained']:.3f}, trained/mismatched {lc['trained_vs_mismatched']:.3f}")
+    assert lc['trained_vs_untrained'] < 0.62      # measured 0.50-0.51
+    assert lc['trained_vs_mismatched'] < 0.88     # measured 0.70-0.78: the right reference lowers the loss
+
+# ---------------------------------------------------------------- 9. half-size reference
+
+def test_reference_downscale_factor_2(req, work):
+    from ltx_nb.dataset import check_dataset, reference_size
+    from ltx_nb.latents import cache_dataset
+    r = load_request(req, dict(reference_downscale_factor=2))
+    res = train(r, run_dir=work/'ref2', progress=False)
+    assert res.status == 'completed' and lora_metadata(res.lora)['reference_downscale_factor'] == '2'
+    rw, rh = reference_size(r.size, 2)
+    assert (rw, rh) == (256, 160)  # 288/2 = 144 is off the 32-pixel grid: snapped to 160
+    for c in cache_dataset(check_dataset(r, progress=False), r, progress=False):
+        s = c.load()
+        assert tuple(s['target'].shape[1:]) == latent_grid(17, 288, 512) == (3, 9, 16)
+        assert tuple(s['reference'].shape[1:]) == latent_grid(17, rh, rw) == (3, 5, 8)
+    assert read_metrics(res.run_dir)[0]['tokens'] == 3*9*16 + 3*5*8
