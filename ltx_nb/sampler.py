@@ -11,7 +11,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 import numpy as np
 from .core import (Request, RequestError, LtxNbError, DEFAULT_MODEL, EMBEDDED_MODEL, DEFAULT_NEGATIVE_PROMPT, VALIDATION_KEYS,
-                         media_kind, is_remote, parse_request, RESOLUTIONS, ASPECT_RATIOS)
+                         media_kind, is_remote, parse_request, RESOLUTIONS, ASPECT_RATIOS, atomic_path, write_json)
 
 # %% auto #0
 __all__ = ['PANELS', 'ValidationInput', 'fit_validation_entry', 'encode_inputs', 'sigma_schedule', 'sample_masked', 'ssim_map',
@@ -325,39 +325,30 @@ def _is_main_process()->bool:
 
 def _save_png(path:Path, img:np.ndarray)->Path:
     from PIL import Image
-    fd, tmp = tempfile.mkstemp(suffix='.png', prefix=f'.{path.stem}.', dir=path.parent); os.close(fd)
-    try: Image.fromarray(img).save(tmp); os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp): os.unlink(tmp)
+    with atomic_path(path, '.png') as t: Image.fromarray(img).save(t)
     return path
 
 def _save_npz(path:Path, **arrays)->Path:
-    fd, tmp = tempfile.mkstemp(suffix='.npz', prefix=f'.{path.stem}.', dir=path.parent); os.close(fd)
-    try: np.savez_compressed(tmp, **arrays); os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp): os.unlink(tmp)
+    with atomic_path(path, '.npz') as t: np.savez_compressed(t, **arrays)
     return path
 
 def concat_videos(parts:list[Path], # mp4 files with the same size, rate and codec
                   out:Path,         # the mp4 to write (atomically)
                  )->Path:
     "Join videos end to end without re-encoding (ffmpeg's concat demuxer)."
-    import subprocess, uuid
+    import subprocess
     from ltx_nb.media import ffmpeg_exe
-    out = Path(out)
-    lst = out.with_name(f'.{out.stem}.{uuid.uuid4().hex[:8]}.txt')
-    tmp = out.with_name(f'.{out.stem}.{uuid.uuid4().hex[:8]}.tmp.mp4')
     quote = lambda p: str(Path(p).absolute()).replace("'", "'\\''")
-    lst.write_text(''.join(f"file '{quote(p)}'\n" for p in parts))
+    out = Path(out); out.parent.mkdir(parents=True, exist_ok=True)
+    fd, lst = tempfile.mkstemp(prefix=f'.{out.stem}.', suffix='.txt', dir=out.parent); os.close(fd)
     try:
-        r = subprocess.run([ffmpeg_exe(), '-y', '-v', 'error', '-f', 'concat', '-safe', '0', '-i', str(lst), '-c', 'copy',
-                            '-movflags', '+faststart', str(tmp)], capture_output=True)
-        if r.returncode: raise RuntimeError(f"ffmpeg could not join the reel: {r.stderr.decode(errors='replace')[-500:]}")
-        os.replace(tmp, out)
-    finally:
-        for p in (lst, tmp):
-            if p.exists(): p.unlink()
-    return out
+        Path(lst).write_text(''.join(f"file '{quote(p)}'\n" for p in parts))
+        with atomic_path(out, '.mp4') as tmp:
+            r = subprocess.run([ffmpeg_exe(), '-y', '-v', 'error', '-f', 'concat', '-safe', '0', '-i', lst, '-c', 'copy',
+                                '-movflags', '+faststart', str(tmp)], capture_output=True)
+            if r.returncode: raise RuntimeError(f"ffmpeg could not join the reel: {r.stderr.decode(errors='replace')[-500:]}")
+    finally: os.unlink(lst)
+    return Path(out)
 
 # %% ../nbs/09_sampler.ipynb #241f3559
 class Validator:
@@ -420,7 +411,6 @@ class Validator:
         "Write this point's files, metrics, index and reel."
         from ltx_nb.media import write_video
         from ltx_nb.masks import latent_keep_mask
-        from ltx_nb.train import write_json
         r, fps = self.r, inputs[0].fps
         for k, inp in enumerate(inputs):
             d = root/f'entry-{k}'; d.mkdir(parents=True, exist_ok=True)
