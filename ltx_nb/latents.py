@@ -69,8 +69,10 @@ def save_tensors(tensors:dict, path:str|Path, metadata:dict|None=None)->Path:
 
 def load_tensors(path:str|Path, device='cpu')->dict:
     "Read a safetensors file into a dict of tensors."
+    import torch
     from safetensors.torch import load_file
-    return load_file(str(path), device=str(device))
+    dev = torch.device(device)
+    return load_file(str(path), device='cpu' if dev.type == 'cpu' else str(dev))  # safetensors refuses 'cpu:0'
 
 # %% ../nbs/07_latents.ipynb #f275a889
 @dataclass

@@ -286,6 +286,20 @@ def _finished(run_dir:Path, r:Request)->TrainResult|None:
     if st.get('status') != 'completed': return None
     return TrainResult(run_dir, run_dir/'lora.safetensors', 'completed', st['step'], st.get('loss'), st.get('summary', {}))
 
+class _DeferredInterrupt:
+    "While training, SIGINT sets a flag that the loop turns into KeyboardInterrupt at the next step boundary."
+    def __init__(self):
+        import signal, threading
+        self.hit, self.old = False, None
+        if threading.current_thread() is threading.main_thread():
+            self.old = signal.signal(signal.SIGINT, self._flag)
+    def _flag(self, *_): self.hit = True
+    def check(self):
+        if self.hit: self.hit = False; raise KeyboardInterrupt
+    def restore(self):
+        import signal
+        if self.old is not None: signal.signal(signal.SIGINT, self.old); self.old = None
+
 def _average_gradients(params, world:int):
     "All-reduce LoRA gradients across processes (they are small; no DDP wrapper needed)."
     import torch.distributed as dist
@@ -338,7 +352,9 @@ def train(r:Request|dict|str, # a request, its dict, or a request JSON path
     # model: frozen base in the compute dtype, trainable LoRA in fp32
     dtype = torch.bfloat16 if mp == 'bf16' else torch.float16 if mp == 'fp16' else torch.float32
     tr = load_transformer(r.model, dtype, acc.device).requires_grad_(False)
-    add_lora(tr, r.rank)
+    with torch.random.fork_rng(devices=[]):  # the LoRA's init follows the request's seed, the same on every process
+        torch.manual_seed(r.seed)
+        add_lora(tr, r.rank)
     params = [p for n, p in tr.named_parameters() if 'lora_' in n]
     for p in params: p.data = p.data.float(); p.requires_grad_(True)
     if gc_on: tr.enable_gradient_checkpointing()
@@ -354,9 +370,11 @@ def train(r:Request|dict|str, # a request, its dict, or a request JSON path
     total, tokens_per_step = r.number_of_steps, 0
     log.update(status='running', step=start, last_checkpoint=ck.name if ck else None)
     bar = tqdm(total=total, initial=start, desc='training', disable=not (progress and main), dynamic_ncols=True)
-    t_start, ema, loss_v, step = time.perf_counter(), None, None, start
+    t_start, ema, loss_v, done = time.perf_counter(), None, None, start
+    stop = _DeferredInterrupt()  # Ctrl-C lands between steps, never inside an update
     try:
         for step in range(start, total):
+            stop.check()
             t0 = time.perf_counter()
             g = step_generator(r.seed, step, rank)
             s = samples[sample_index(len(samples), r.seed, step, rank, world)]
@@ -376,6 +394,7 @@ def train(r:Request|dict|str, # a request, its dict, or a request JSON path
             if world > 1: _average_gradients(params, world)
             if r.max_grad_norm: torch.nn.utils.clip_grad_norm_(params, r.max_grad_norm)
             opt.step(); sched.step(); opt.zero_grad(set_to_none=True)
+            done = step + 1  # updates applied so far: what a checkpoint written now holds
             loss_v = float(losses.mean())
             dt = time.perf_counter() - t0
             ema = dt if ema is None else 0.9 * ema + 0.1 * dt
@@ -390,13 +409,14 @@ def train(r:Request|dict|str, # a request, its dict, or a request JSON path
             if main and (n % 10 == 0 or n == total):
                 log.update(step=n, loss=loss_v, s_per_step=ema, eta_s=ema * (total - n))
             acc.wait_for_everyone()
-        step = total
+        stop.check()
     except KeyboardInterrupt:
-        if main and step > start:
-            log.state['last_checkpoint'] = save_checkpoint(run_dir, step, tr, opt, sched, meta).name
-        log.update(status='interrupted', step=step, error='interrupted (Ctrl-C); re-run the same job to resume')
+        if main and done > start:
+            log.state['last_checkpoint'] = save_checkpoint(run_dir, done, tr, opt, sched, meta).name
+        log.update(status='interrupted', step=done, error='interrupted (Ctrl-C); re-run the same job to resume')
         bar.close()
         raise
+    finally: stop.restore()
     bar.close()
     wall = time.perf_counter() - t_start
     trained = total - start
