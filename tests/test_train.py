@@ -40,25 +40,18 @@ def write_request(path:Path, data:Path, **kw)->Path:
     path.write_text(json.dumps(dict(BASE, training_data_url=str(data), **kw), indent=2))
     return path
 
-# `train` leaves the LoRA's initial A matrices to the process's global torch RNG, which torch seeds at random in every
-# process (see the xfail tests below). The runs compared bit for bit therefore go through this launcher, which seeds
-# it first and then runs the console script's own `main`.
-SEEDED = "import sys, torch; torch.manual_seed(int(sys.argv[1])); from ltx_nb.cli import main; sys.exit(main(sys.argv[2:]))"
+def cli(req:Path, run_dir:Path, *extra)->list[str]:
+    "`ltx-nb run REQ --run-dir RUN_DIR --quiet`."
+    return [str(BIN/'ltx-nb'), 'run', str(req), '--run-dir', str(run_dir), '--quiet', *extra]
 
-def cli(req:Path, run_dir:Path, *extra, torch_seed:int|None=None)->list[str]:
-    "`ltx-nb run REQ --run-dir RUN_DIR --quiet`, optionally through the seeded launcher."
-    args = ['run', str(req), '--run-dir', str(run_dir), '--quiet', *extra]
-    return [str(BIN/'ltx-nb'), *args] if torch_seed is None else [sys.executable, '-c', SEEDED, str(torch_seed), *args]
-
-def ltx_run(req:Path, run_dir:Path, *extra, torch_seed=None, timeout=600)->subprocess.CompletedProcess:
+def ltx_run(req:Path, run_dir:Path, *extra, timeout=600)->subprocess.CompletedProcess:
     "Run to completion."
-    return subprocess.run(cli(req, run_dir, *extra, torch_seed=torch_seed), env=env(), capture_output=True, text=True,
-                          timeout=timeout)
+    return subprocess.run(cli(req, run_dir, *extra), env=env(), capture_output=True, text=True, timeout=timeout)
 
-def ltx_start(req:Path, run_dir:Path, log:Path, torch_seed=None)->subprocess.Popen:
+def ltx_start(req:Path, run_dir:Path, log:Path)->subprocess.Popen:
     "Run in the background, output to `log` (a pipe could fill up and stall it)."
     f = open(log, 'w')
-    p = subprocess.Popen(cli(req, run_dir, torch_seed=torch_seed), env=env(), stdout=f, stderr=subprocess.STDOUT, text=True)
+    p = subprocess.Popen(cli(req, run_dir), env=env(), stdout=f, stderr=subprocess.STDOUT, text=True)
     f.close()
     return p
 
@@ -98,9 +91,6 @@ def tree(root:Path)->dict:
 def steps_of(run_dir:Path)->list[int]:
     return [m['step'] for m in read_metrics(run_dir)]
 
-class KnownBug(AssertionError):
-    "The one assertion a strict xfail test expects to fail; any other failure in it is a real failure."
-
 def checkpoint_state(ck:Path)->tuple[int,int]:
     "(step the checkpoint says, optimizer steps actually in it)."
     st = torch.load(ck/'state.pt', weights_only=False)
@@ -139,7 +129,7 @@ def warm(req, work, request):
 def reference_proc(req, work, warm):
     "The uninterrupted run of `req`, started in the background (it runs while the kill-and-resume test works)."
     run_dir, log = work/'reference', work/'reference.log'
-    return ltx_start(req, run_dir, log, torch_seed=0), run_dir, log
+    return ltx_start(req, run_dir, log), run_dir, log
 
 @pytest.fixture(scope='module')
 def reference_run(reference_proc)->Path:
@@ -151,7 +141,7 @@ def reference_run(reference_proc)->Path:
 
 def test_kill_and_resume_gives_the_same_lora(req, work, reference_proc, request):
     run_dir, log = work/'killed', work/'killed.log'
-    proc = ltx_start(req, run_dir, log, torch_seed=0)  # the same LoRA initialisation as the reference run
+    proc = ltx_start(req, run_dir, log)
     ck = lambda: (read_json(run_dir/'checkpoints'/'latest.json') or {}).get('step', 0) >= 40
     wait_until(ck, proc, log)
     proc.send_signal(signal.SIGKILL); proc.wait(30)
@@ -162,7 +152,7 @@ def test_kill_and_resume_gives_the_same_lora(req, work, reference_proc, request)
     resume_from = int(latest_checkpoint(run_dir).name.split('-')[1])
     assert 40 <= resume_from < 100
 
-    res = ltx_run(req, run_dir)  # the plain console script: the LoRA comes from the checkpoint
+    res = ltx_run(req, run_dir)
     assert res.returncode == 0, res.stderr[-3000:]
     assert res.stdout.startswith('completed: 100 steps')
     prog = read_json(run_dir/'progress.json')
@@ -171,7 +161,7 @@ def test_kill_and_resume_gives_the_same_lora(req, work, reference_proc, request)
     assert steps_of(run_dir) == list(range(1, 101))  # the rows after the checkpoint were dropped and redone once
 
     ref = request.getfixturevalue('reference_run')
-    # bit for bit: per-step generators, the restored optimizer/scheduler/RNG and one thread make the runs identical
+    # bit for bit: the seeded LoRA init, per-step generators, the restored optimizer/scheduler/RNG and one thread
     assert_same_lora(run_dir/'lora.safetensors', ref/'lora.safetensors')
     got, want = read_metrics(run_dir), read_metrics(ref)
     assert [(m['loss'], m['sigma'], m['lr']) for m in got] == [(m['loss'], m['sigma'], m['lr']) for m in want]
@@ -192,7 +182,7 @@ def lora_after_step_1(req:Path, run_dir:Path, torch_seed:int)->dict:
 
 def test_same_request_same_lora_whatever_the_global_rng(req, work, warm):
     a, b = lora_after_step_1(req, work/'rng-a', 1), lora_after_step_1(req, work/'rng-b', 2)
-    if not all(torch.equal(a[k], b[k]) for k in a): raise KnownBug("same request, different LoRA after step 1")
+    assert all(torch.equal(a[k], b[k]) for k in a), "same request, different LoRA after step 1"
 
 # ---------------------------------------------------------------- 2. and 3. re-running
 
@@ -316,7 +306,6 @@ def test_two_processes_make_one_run(data, work, warm):
     run_dir = work/'two'
     res = subprocess.run(accelerate_cmd(BIN/'ltx-nb', 'run', req2, '--run-dir', run_dir, '--quiet'), env=accelerate_env(),
                          capture_output=True, text=True, timeout=600)
-    if res.returncode and 'device cpu:0 is invalid' in res.stderr: raise KnownBug(res.stderr[-500:])
     assert res.returncode == 0, (res.stdout[-2000:], res.stderr[-4000:])
     assert res.stdout.count('completed: 100 steps') == 2  # each process prints its result
     check_two_process_run(run_dir)
@@ -329,46 +318,33 @@ def check_two_process_run(run_dir:Path):
     assert read_metrics(run_dir)[0]['tokens'] == 2 * 864  # both processes' tokens per step
     assert not list(run_dir.glob('**/.tmp*'))
 
-# `train` through accelerate with the 'cpu:0' problem above worked around, and each rank's LoRA dumped at step 50
-# and at the end, to see the rest of the multi-process path work.
-TWO_PROC = """
+# Each rank's LoRA after 10 steps: the same initialisation and the same averaged gradients must keep them equal.
+RANK_DUMP = """
 import sys
 from accelerate import PartialState
 from safetensors.torch import save_file
-import ltx_nb.latents as L
-_load = L.load_tensors
-L.load_tensors = lambda path, device='cpu': _load(path, 'cpu' if str(device).startswith('cpu') else device)
 from ltx_nb.model import lora_state
 from ltx_nb.train import train
+class Stop(Exception): pass
 def dump(step, tr, run_dir, r):
     save_file({k: v.detach().contiguous() for k, v in lora_state(tr).items()},
               f"{sys.argv[3]}/rank{PartialState().process_index}-step{step}.safetensors")
-print(train(sys.argv[1], run_dir=sys.argv[2], progress=False, callbacks=[dump]))
+    raise Stop
+try: train(sys.argv[1], run_dir=sys.argv[2], progress=False, callbacks=[dump])
+except Stop: pass
 """
 
-@pytest.fixture(scope='module')
-def two_proc_run(data, work, warm)->tuple[Path,Path]:
-    req2 = write_request(work/'two-w.json', data, seed=12, validation_interval=50)
-    run_dir, dumps, script = work/'two-w', work/'two-w-ranks', work/'two_proc.py'
-    dumps.mkdir(); script.write_text(TWO_PROC)
+def test_two_processes_hold_the_same_lora(data, work, warm):
+    req2 = write_request(work/'ranks.json', data, seed=12, validation_interval=10)
+    run_dir, dumps, script = work/'ranks', work/'ranks-dump', work/'rank_dump.py'
+    dumps.mkdir(); script.write_text(RANK_DUMP)
     res = subprocess.run(accelerate_cmd(script, req2, run_dir, dumps), env=accelerate_env(), capture_output=True,
                          text=True, timeout=600)
     assert res.returncode == 0, (res.stdout[-2000:], res.stderr[-4000:])
-    assert res.stdout.count('completed: 100 steps') == 2
-    return run_dir, dumps
-
-def test_two_processes_make_one_run_with_the_device_worked_around(two_proc_run):
-    run_dir, dumps = two_proc_run
-    check_two_process_run(run_dir)
-    assert sorted(p.name for p in dumps.iterdir()) == [f'rank{r}-step{s}.safetensors' for r in (0, 1) for s in (100, 50)]
-    final, rank0 = load_lora_state(run_dir/'lora.safetensors'), tensors(dumps/'rank0-step100.safetensors')
-    assert final.keys() == rank0.keys() and all(torch.equal(final[k], rank0[k]) for k in final)  # the main process's
-
-def test_two_processes_hold_the_same_lora(two_proc_run):
-    run_dir, dumps = two_proc_run
-    r0, r1 = tensors(dumps/'rank0-step50.safetensors'), tensors(dumps/'rank1-step50.safetensors')
-    if not all(torch.equal(r0[k], r1[k]) for k in r0):
-        raise KnownBug("after 50 steps on averaged gradients the ranks' LoRAs differ")
+    r0, r1 = tensors(dumps/'rank0-step10.safetensors'), tensors(dumps/'rank1-step10.safetensors')
+    assert r0.keys() == r1.keys() and all(torch.equal(r0[k], r1[k]) for k in r0), "the ranks' LoRAs differ"
+    ref = tensors(dumps/'rank0-step10.safetensors')
+    assert any(v.abs().max() > 0 for k, v in ref.items() if 'lora_B' in k)  # they did train
 
 # ---------------------------------------------------------------- 7. the LoRA in diffusers
 
@@ -403,12 +379,13 @@ def test_lora_loads_in_diffusers_and_reproduces_the_trained_model(reference_run,
 
 # ---------------------------------------------------------------- 8. it learns
 
-# Measured on 5 triplets, 16:9 'low', 17 frames, rank 8, warm-up 20, one thread (the ratios at steps 400 and 500 of
-# separate runs; the LoRA's initialisation is not seeded, see above, so even one seed varies from run to run):
+# Measured on 5 triplets, 16:9 'low', 17 frames, rank 8, warm-up 20, one thread (the ratios at steps 400 and 500;
+# these runs predate the seeded LoRA init, so each also had its own random initialisation):
 #   lr 3e-3 seed 1: step 400 0.525 / 0.724, step 500 0.500 / 0.702   (trained/untrained, trained/mismatched reference)
 #   lr 3e-3 seed 2: step 400 0.530 / 0.801, step 500 0.510 / 0.745
 #   lr 3e-3 seed 3: step 400 0.518 / 0.808, step 500 0.497 / 0.779
 #   lr 2e-3 seed 0: step 400 0.564 / 0.847, step 500 0.537 / 0.791, step 800 0.487 / 0.717
+# With the seeded init the test's own run (seed 1) is bit-reproducible on this stack: 0.505 / 0.810.
 # At step 100 the mismatched ratio is still 1.00: the LoRA first learns what every sample shares, then how to copy
 # the reference into the masked region. 500 steps at 3e-3 take ~75 s on an idle core.
 LEARN = dict(number_of_steps=500, learning_rate=3e-3, warmup_steps=20, checkpoint_interval=0, seed=1)
@@ -430,7 +407,7 @@ def test_the_lora_learns_to_use_the_reference(learning_proc):
     lc = learning_check(run_dir)
     print(f"trained/untrained {lc['trained_vs_untrained']:.3f}, trained/mismatched {lc['trained_vs_mismatched']:.3f}")
     assert lc['trained_vs_untrained'] < 0.62      # measured 0.50-0.51
-    assert lc['trained_vs_mismatched'] < 0.88     # measured 0.70-0.78: the right reference lowers the loss
+    assert lc['trained_vs_mismatched'] < 0.88     # measured 0.70-0.81: the right reference lowers the loss
 
 # ---------------------------------------------------------------- 9. half-size reference
 
