@@ -66,6 +66,14 @@ def test_wheel_cli_check_demo_train_runs(wheel_env, tmp_path):
     p = run(w, 'train', req, '--run-dir', 'mine', '--quiet')
     assert p.returncode == 0, p.stdout + p.stderr
     assert 'completed' in p.stdout
+    # sampling with the demo's LoRA, from the installed package
+    p = run(w, 'sample', '--lora', d/'lora.safetensors', '--video', samples/'sample00_end.mp4', '--mask', samples/'sample00_mask.png',
+            '--reference', samples/'sample00_start.mp4', '--prompt', 'repl4ce the panel', '--out', 'out.npz',
+            '--number-of-frames', 9, '--resolution', 'low', '--steps', 2, '--quiet')
+    assert p.returncode == 0, p.stdout + p.stderr
+    import numpy as np
+    out = np.load(w['work']/'out.npz')
+    assert out['frames'].shape == (9, 512, 512, 3) and out['frames'].dtype == np.uint8
     p = run(w, 'runs', '.', '--json')
     runs = {Path(r['run_dir']).name: r['status'] for r in json.loads(p.stdout)}
     assert runs == {'demo': 'completed', 'mine': 'completed'}
