@@ -228,8 +228,8 @@ def load_triplet(item:TripletReport, # an 'ok' row of a `DatasetReport`
                 Path(p['caption']) if p.get('caption') else None)
     plan = _plan_triplet(t, r)
     white = _white_mask(t, plan)
-    return FittedTriplet(item.name, read_clip(t.reference, plan['reference_indices'], plan['reference_fit']),
-                         read_clip(t.target, plan['target_indices'], plan['target_fit']), white,
+    return FittedTriplet(item.name, read_clip(t.reference, plan['reference_indices'], plan['reference_fit'], plan['reference']),
+                         read_clip(t.target, plan['target_indices'], plan['target_fit'], plan['target']), white,
                          latent_keep_mask(white, r.mask_dilation), item.caption, _geometry(plan))
 
 # %% ../nbs/04_dataset.ipynb #c7a43507

@@ -421,8 +421,8 @@ def train(r:Request|dict|str, # a request, its dict, or a request JSON path
     wall = time.perf_counter() - t_start
     trained = total - start
     for cb in callbacks: cb(total, tr, run_dir, r)
-    summary = dict(steps_trained=trained, wall_s=wall, steps_per_s=trained / wall if wall else None,
-                   tokens_per_s=tokens_per_step * trained / wall if wall else None, tokens_per_step=tokens_per_step,
+    from ltx_nb.bench import throughput  # the same counters as the benchmarks
+    summary = dict(steps_trained=trained, wall_s=wall, **throughput(tokens_per_step, trained, wall),
                    peak_memory_mb=peak_memory_mb(device), processes=world, device=device, mixed_precision=mp,
                    gradient_checkpointing=gc_on, resumed_from=start)
     lora = None
