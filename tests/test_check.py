@@ -275,7 +275,8 @@ def test_json_unknown_keys_and_scene_split(cache, tmp_path, wd):
     got = problems(p.stderr)
     assert "rnak: unknown parameter (did you mean 'rank'?)" in got
     assert SCENE_SPLIT_REFUSAL in got and 'desync' in SCENE_SPLIT_REFUSAL
-    assert 'number_of_steps: 50 is below 100' in got and len(got) == 3
+    assert 'number_of_steps: 50 is below 100' in got
+    assert any(g.startswith('training_data_url:') and 'nowhere.zip does not exist' in g for g in got) and len(got) == 4
 
 def test_json_syntax_error_names_file_line_column(cache, tmp_path, wd):
     req = tmp_path/'request.json'
