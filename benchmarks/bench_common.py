@@ -99,15 +99,10 @@ class TrainStep:
     def __call__(self, samples:list[dict]):
         "Run the next step on `samples` (as train's `samples` list); returns the loss."
         import torch
-        from ltx_nb.train import step_generator, sample_index, sample_sigma, masked_batch, step_loss
+        from ltx_nb.train import step_batch, step_loss
         r, acc, tr, step, rank, world, main = self.r, self.acc, self.tr, self.step, 0, 1, True
         t0 = t = time.perf_counter()
-        g = step_generator(r.seed, step, rank)
-        s = samples[sample_index(len(samples), r.seed, step, rank, world)]
-        n_tok = int(s['keep'].numel())
-        sigma = sample_sigma(n_tok, g)
-        noise = torch.randn(n_tok, s['target'].shape[0], generator=g).to(acc.device)
-        b = masked_batch(tr, s, sigma, noise, r.frame_rate)
+        b, sigma = step_batch(tr, samples, r, step, rank, world, acc.device)
         t = self._mark('batch', t)
         with acc.autocast(): loss = step_loss(tr, b, r.frame_rate)
         t = self._mark('forward', t)

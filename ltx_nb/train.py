@@ -15,10 +15,10 @@ from .core import (Request, RequestError, LtxNbError, TRAINING_TYPE, request_has
 
 # %% auto #0
 __all__ = ['shift_mu', 'sample_sigma', 'sequence_coords', 'MaskedBatch', 'masked_batch', 'masked_loss', 'step_loss',
-           'step_generator', 'sample_index', 'default_run_dir', 'read_metrics', 'truncate_metrics', 'save_checkpoint',
-           'latest_checkpoint', 'load_checkpoint', 'resolve_device', 'precision', 'make_optimizer', 'warmup_schedule',
-           'RunLog', 'peak_memory_mb', 'lora_metadata_for', 'write_config', 'plot_loss', 'TrainingFailed',
-           'TrainResult', 'train', 'masked_eval_loss', 'learning_check']
+           'step_generator', 'sample_index', 'step_batch', 'default_run_dir', 'read_metrics', 'truncate_metrics',
+           'save_checkpoint', 'latest_checkpoint', 'load_checkpoint', 'resolve_device', 'precision', 'make_optimizer',
+           'warmup_schedule', 'RunLog', 'peak_memory_mb', 'lora_metadata_for', 'write_config', 'plot_loss',
+           'TrainingFailed', 'TrainResult', 'train', 'masked_eval_loss', 'learning_check']
 
 # %% ../nbs/08_train.ipynb #2e73e81b
 def shift_mu(n_tokens:int, # noised (target) tokens in the sequence
@@ -106,6 +106,16 @@ def sample_index(n:int, seed:int, step:int, rank:int=0, world:int=1)->int:
     g = step * world + rank
     epoch, pos = divmod(g, n)
     return int(np.random.default_rng([seed, epoch]).permutation(n)[pos])
+
+def step_batch(transformer, samples:list[dict], r:Request, step:int, rank:int=0, world:int=1, device='cpu'):
+    "(batch, σ) of `step` on process `rank`: its sample, σ and noise all come from the step's own generator."
+    import torch
+    g = step_generator(r.seed, step, rank)
+    s = samples[sample_index(len(samples), r.seed, step, rank, world)]
+    n_tok = int(s['keep'].numel())
+    sigma = sample_sigma(n_tok, g)
+    noise = torch.randn(n_tok, s['target'].shape[0], generator=g).to(device)
+    return masked_batch(transformer, s, sigma, noise, r.frame_rate), sigma
 
 # %% ../nbs/08_train.ipynb #ce6febf6
 def default_run_dir(r:Request, root:str|Path='outputs')->Path:
@@ -376,12 +386,7 @@ def train(r:Request|dict|str, # a request, its dict, or a request JSON path
         for step in range(start, total):
             stop.check()
             t0 = time.perf_counter()
-            g = step_generator(r.seed, step, rank)
-            s = samples[sample_index(len(samples), r.seed, step, rank, world)]
-            n_tok = int(s['keep'].numel())
-            sigma = sample_sigma(n_tok, g)
-            noise = torch.randn(n_tok, s['target'].shape[0], generator=g).to(acc.device)
-            b = masked_batch(tr, s, sigma, noise, r.frame_rate)
+            b, sigma = step_batch(tr, samples, r, step, rank, world, acc.device)
             with acc.autocast(): loss = step_loss(tr, b, r.frame_rate)
             losses = acc.gather(loss.detach().float().reshape(1))
             if not torch.isfinite(losses).all():
