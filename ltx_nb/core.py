@@ -159,7 +159,7 @@ class Request:
     stg_scale: float = _p(1.0, 'spatio-temporal guidance scale during validation', lo=0.0, hi=3.0, kind=float)
     debug_dataset: bool = _p(False, 'also write debug_dataset.zip of the preprocessed data', kind=bool)
     # local additions
-    model: str = _p(DEFAULT_MODEL, f'diffusers-format directory or hub id; {EMBEDDED_MODEL!r} for the tiny offline model', kind=str, seed=False)
+    model: str = _p(DEFAULT_MODEL, f'diffusers-format directory, hub id or Lightricks single-file .safetensors; {EMBEDDED_MODEL!r} for the tiny offline model', kind=str, seed=False)
     device: str = _p('auto', 'auto, cpu, cuda or cuda:N', kind=str, seed=False)
     seed: int = _p(42, 'random seed for noise, data order and validation', lo=0, hi=2**32-1, kind=int, seed=False)
     run_dir: str = _p(None, 'run directory; default outputs/<request hash>, so re-running a job resumes it', kind=str, seed=False)
@@ -174,6 +174,8 @@ class Request:
     optimizer: str = _p('adamw', 'adamw, or adamw8bit (CUDA, needs bitsandbytes)', choices=('adamw', 'adamw8bit'), kind=str, seed=False)
     warmup_steps: int = _p(100, 'linear learning-rate warm-up steps', lo=0, hi=20000, kind=int, seed=False)
     max_grad_norm: float = _p(1.0, 'gradient clipping norm (0: off)', lo=0.0, hi=1e6, kind=float, seed=False)
+    # issue 10: Lightricks' single-file checkpoints (`model` = their .safetensors)
+    text_encoder: str = _p(None, "Gemma 3 folder (tokenizer + weights); required when model is a Lightricks single-file .safetensors", kind=str, seed=False)
 
     def to_dict(self)->dict:
         "Every parameter, JSON-ready."
@@ -276,6 +278,8 @@ def _resolve_paths(r:Request, base_dir, problems:list):
         cand = Path(base_dir)/r.model
         if not Path(r.model).is_absolute() and cand.exists(): r.model = str(cand)
     if r.run_dir and base_dir is not None and not Path(r.run_dir).is_absolute(): r.run_dir = str(Path(base_dir)/r.run_dir)
+    if r.text_encoder and base_dir is not None and not Path(r.text_encoder).is_absolute() and (Path(base_dir)/r.text_encoder).exists():
+        r.text_encoder = str(Path(base_dir)/r.text_encoder)
 
 def _check_local_paths(r:Request, problems:list):
     "Every local (non-http) media path of `r` must exist."
@@ -284,6 +288,12 @@ def _check_local_paths(r:Request, problems:list):
     for where, v in srcs:
         if isinstance(v, str) and v and not is_remote(v) and not Path(v).exists():
             problems.append(f"{where}: {v} does not exist (check the path; relative paths are resolved against the request file's folder)")
+
+def _check_single_file(r:Request, problems:list):
+    "A Lightricks single-file `model` holds no Gemma text encoder: `text_encoder` must name one."
+    if str(r.model).endswith('.safetensors') and not r.text_encoder:
+        problems.append(f"text_encoder: model {r.model!r} is a single-file checkpoint without the Gemma 3 text encoder; "
+                        f"set text_encoder to the Gemma 3 folder (config.json, tokenizer and weights at its top level)")
 
 def parse_request(params:dict, # the request as a dict (e.g. parsed JSON)
                   base_dir:str|Path|None=None, # folder that relative paths are resolved against
@@ -309,6 +319,7 @@ def parse_request(params:dict, # the request as a dict (e.g. parsed JSON)
     r = Request(**{k: v for k, v in values.items() if v is not None or k in ('run_dir',)})
     _resolve_paths(r, base_dir, problems)
     if check_paths: _check_local_paths(r, problems)
+    _check_single_file(r, problems)
     if problems: raise RequestError(problems)
     return r
 

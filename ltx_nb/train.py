@@ -234,7 +234,7 @@ def lora_metadata_for(r:Request)->dict:
     return dict(trigger_phrase=r.trigger_phrase, training_type=TRAINING_TYPE, base_model=str(resolve_model(r.model)),
                 base_model_id=r.model, reference_downscale_factor=str(r.reference_downscale_factor),
                 frames=str(r.number_of_frames), frame_rate=str(r.frame_rate), resolution=f'{W}x{H}',
-                rank=r.rank, alpha=r.rank, software='ltx_nb')
+                rank=r.rank, alpha=r.rank, software='ltx_nb', **({'text_encoder': r.text_encoder} if r.text_encoder else {}))
 
 def write_config(run_dir:Path, r:Request)->Path:
     "`config.json`: trigger phrase, training type, the model path and every parameter."
@@ -354,7 +354,7 @@ def train(r:Request|dict|str, # a request, its dict, or a request JSON path
         if r.validation:  # embed validation prompts now, so no text encoder loads mid-training
             from ltx_nb.latents import encode_prompts
             from ltx_nb.sampler import validation_prompts
-            encode_prompts(validation_prompts(r), r.model, device=acc.device)
+            encode_prompts(validation_prompts(r), r.model, device=acc.device, text_encoder=r.text_encoder)
     if callbacks is None:
         from ltx_nb.sampler import make_validation_callback
         callbacks = [make_validation_callback(r, run_dir, is_main=main)] if r.validation else []
