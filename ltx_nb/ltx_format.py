@@ -170,6 +170,9 @@ def diffusers_transformer_config(meta:dict)->dict:
     if 'audio_positional_embedding_max_pos' in sec: cfg['audio_pos_embed_max_pos'] = sec['audio_positional_embedding_max_pos'][0]
     if 'frequencies_precision' in sec: cfg['rope_double_precision'] = sec['frequencies_precision'] == 'float64'
     if sec.get('caption_proj_before_connector'): cfg['use_prompt_embeddings'] = False
+    for a, b in (('apply_gated_attention', 'audio_gated_attn'), ('cross_attention_adaln', 'audio_cross_attn_mod'),
+                 ('cross_attention_adaln', 'perturbed_attn')):  # one Lightricks flag sets both streams; 2.3 has STG
+        if a in sec: cfg[b] = sec[a]
     return cfg
 
 def diffusers_connectors_config(meta:dict, # a single file's metadata config

@@ -175,7 +175,7 @@ def test_single_file_check_train_sample_equals_folder(tmp_path):
     single = lf.write_single_file(embedded_model_dir(), tmp_path/'ltx-2.3-tiny.safetensors')
     gemma = lf.write_gemma_folder(embedded_model_dir(), tmp_path/'gemma')
     base = dict(training_data_url=str(data), number_of_frames=9, resolution='low', aspect_ratio='16:9', number_of_steps=100,
-                rank=4, learning_rate=1e-3, warmup_steps=10, checkpoint_interval=0, validation_interval=0, seed=3)
+                rank=8, learning_rate=1e-3, warmup_steps=10, checkpoint_interval=0, validation_interval=0, seed=3)
     runs = {'folder': dict(model=str(embedded_model_dir())), 'single': dict(model=str(single), text_encoder=str(gemma))}
     frames, loras = {}, {}
     for name, extra in runs.items():
