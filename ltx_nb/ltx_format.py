@@ -156,7 +156,8 @@ def ltx_config(transformer:dict, # diffusers transformer config
 def shipped_config(component:str, # 'transformer', 'vae', 'connectors' or 'scheduler'
                   )->dict:
     "LTX-2.3's diffusers config of one component, shipped with the package (empty if not shipped)."
-    p = Path(__file__).parent/'configs'/'ltx-2.3'/component/'config.json'
+    from importlib.resources import files
+    p = files('ltx_nb')/'configs'/'ltx-2.3'/component/'config.json'
     return json.loads(p.read_text()) if p.is_file() else {}
 
 def diffusers_transformer_config(meta:dict)->dict:
