@@ -266,12 +266,12 @@ def load_single_file_transformer(path:str|Path, dtype=None):
     from diffusers import LTX2VideoTransformer3DModel
     cfg, state = single_file_transformer_parts(path)
     m = LTX2VideoTransformer3DModel.from_config(cfg)
-    return _strict(m, state, 'transformer', path).to(_float(dtype))
+    return _cast(_strict(m, state, 'transformer', path), dtype)
 
-def _float(dtype):
-    "`dtype`, float32 when None."
+def _cast(model, dtype):
+    "`model` in `dtype` (left as built, float32, when None or float32)."
     import torch
-    return dtype or torch.float32
+    return model if dtype in (None, torch.float32) else model.to(dtype)
 
 def load_single_file_vae(path:str|Path, dtype=None):
     "The file's video VAE (`AutoencoderKLLTX2Video`), config from its metadata or the shipped 2.3 config."
@@ -281,7 +281,7 @@ def load_single_file_vae(path:str|Path, dtype=None):
     if not tensors or not cfg:
         raise RequestError([f"model {str(path)!r}: no video VAE (vae.*) in the file, or no VAE config for it"])
     m = AutoencoderKLLTX2Video.from_config(cfg)
-    return _strict(m, ltx_to_vae(tensors, len(cfg['decoder_block_out_channels'])), 'VAE', path).to(_float(dtype)).eval()
+    return _cast(_strict(m, ltx_to_vae(tensors, len(cfg['decoder_block_out_channels'])), 'VAE', path), dtype).eval()
 
 def load_single_file_connectors(path:str|Path, dtype=None):
     "The file's text projections and connectors as diffusers' `LTX2TextConnectors`."
@@ -290,7 +290,7 @@ def load_single_file_connectors(path:str|Path, dtype=None):
     if not tensors: raise RequestError([f"model {str(path)!r}: no text connectors (text_embedding_projection.*) in the file"])
     cfg = diffusers_connectors_config(meta, {k: list(v.shape) for k, v in tensors.items()})
     m = LTX2TextConnectors.from_config(cfg)
-    return _strict(m, ltx_to_connectors(tensors), 'text connectors', path).to(_float(dtype)).eval()
+    return _cast(_strict(m, ltx_to_connectors(tensors), 'text connectors', path), dtype).eval()
 
 # %% ../nbs/14_ltx_format.ipynb #276a38d7
 def write_gemma_folder(model_dir:str|Path, # a diffusers-format LTX-2.3 folder
