@@ -373,7 +373,7 @@ def fetch_source(src:str|Path, # a resolved `training_data_url`: folder, zip, or
     check_regular_file(path, 'training_data_url', dirs=True)  # before anything opens it: a FIFO would hang
     if path.is_dir(): return path
     if not zipfile.is_zipfile(path):
-        if is_remote(src): path.unlink()  # e.g. a login page: fetch it again next time
+        if is_remote(src): path.unlink(); _meta_path(path).unlink(missing_ok=True)  # e.g. a login page: fetch it again next time
         raise RequestError([f"training_data_url: {src} is not a zip archive or a folder; zip the triplets "
                             "(or point at their folder)"])
     return extract_zip(path, workdir/'extracted', **limits)

@@ -16,8 +16,8 @@ __all__ = ['VAE_FRAMES', 'VAE_PIXELS', 'RESOLUTIONS', 'ASPECT_RATIOS', 'VIDEO_EX
            'DEFAULT_MODEL', 'EMBEDDED_MODEL', 'TRAINING_TYPE', 'DEFAULT_NEGATIVE_PROMPT', 'VALIDATION_KEYS',
            'SCENE_SPLIT_REFUSAL', 'LtxNbError', 'RequestError', 'snap_frames', 'latent_frames', 'latent_grid',
            'pixel_frame_span', 'bucket_size', 'media_kind', 'cache_dir', 'source_problem', 'check_regular_file',
-           'read_json', 'show_progress', 'atomic_path', 'write_json', 'Request', 'is_remote', 'resolve_source',
-           'parse_request', 'load_request', 'parse_override', 'request_hash']
+           'os_error_message', 'read_json', 'show_progress', 'atomic_path', 'write_json', 'Request', 'is_remote',
+           'resolve_source', 'parse_request', 'load_request', 'parse_override', 'request_hash']
 
 # %% ../nbs/00_core.ipynb #4f2d1e0c
 class LtxNbError(Exception):
@@ -104,7 +104,7 @@ def source_problem(path:str|Path, # a local path the user gave (or one found ins
                   )->str|None:
     "Why `path` cannot be read as an input (missing, unreadable, a device, FIFO or socket), or None when it can."
     try: st = os.stat(path)
-    except FileNotFoundError: return f"{path} does not exist; check the path"
+    except FileNotFoundError: return f"{path}: {'file or folder' if dirs else 'file'} not found; check the path"
     except PermissionError: return f"{path} cannot be read (permission denied); fix its permissions"
     except (OSError, ValueError) as e: return f"{path} cannot be read ({getattr(e, 'strerror', None) or e}); check the path"
     want = 'a regular file or folder' if dirs else 'a regular file'
@@ -125,6 +125,22 @@ def check_regular_file(path:str|Path, # the path to check
     return Path(path)
 
 # %% ../nbs/00_core.ipynb #ec9cea46
+import errno as _errno
+
+_OS_FIXES = {_errno.ENOENT: 'check the path', _errno.EACCES: 'check its permissions', _errno.EPERM: 'check its permissions',
+             _errno.ENOTDIR: 'a file is in the way where a folder is needed; give a folder path',
+             _errno.EEXIST: 'a file is in the way where a folder is needed; give a folder path',
+             _errno.EISDIR: 'it is a folder; give a file', _errno.EROFS: 'the disk is read-only; give a writable folder',
+             _errno.ENOSPC: 'the disk is full; free some space, or set LTX_NB_CACHE (or --workdir) to a disk with room',
+             _errno.ENAMETOOLONG: 'use a shorter path'}
+
+def os_error_message(e:OSError # an error from the operating system
+                    )->str:
+    "One line for an `OSError`: the path, what went wrong, and the fix."
+    where = ' -> '.join(str(f) for f in (e.filename, e.filename2) if f is not None) or 'a file'
+    return f"{where}: {e.strerror or e}; {_OS_FIXES.get(e.errno, 'check the path and try again')}"
+
+# %% ../nbs/00_core.ipynb #3f8ee982
 MAX_JSON_BYTES = 4 * 2**20  # a request is a few KiB; run files (progress, config) stay far below this
 
 def _no_constant(name:str):
@@ -147,7 +163,7 @@ def read_json(path:str|Path, # a JSON file
     except RecursionError: raise fail("nested too deeply to be read (a forged file?)") from None
     except ValueError as e: raise fail(f"not sane JSON ({str(e)[:120]})") from None
 
-# %% ../nbs/00_core.ipynb #b971d378
+# %% ../nbs/00_core.ipynb #a61aeff8
 QUIET_ENV = 'LTX_NB_QUIET'  # set (to anything but '' or '0') to turn every progress bar off
 
 def show_progress(want:bool=True # the caller's own wish (e.g. not --quiet)
@@ -160,7 +176,7 @@ def show_progress(want:bool=True # the caller's own wish (e.g. not --quiet)
     except (AttributeError, ValueError): pass
     return 'ipykernel' in sys.modules  # a notebook draws widgets, not terminal escapes
 
-# %% ../nbs/00_core.ipynb #8ab08e03
+# %% ../nbs/00_core.ipynb #b1f364d6
 from contextlib import contextmanager
 
 @contextmanager
@@ -184,7 +200,7 @@ def write_json(path:str|Path, obj)->Path:
     with atomic_path(path) as t: t.write_text(json.dumps(obj, indent=2, default=str, ensure_ascii=False))
     return Path(path)
 
-# %% ../nbs/00_core.ipynb #0e93c94a
+# %% ../nbs/00_core.ipynb #8593d9cb
 DEFAULT_MODEL = 'diffusers/LTX-2.3-Diffusers'
 EMBEDDED_MODEL = 'embedded:tiny'  # the tiny random LTX-2.3 built offline by `ltx_nb.model`
 TRAINING_TYPE = 'v2v-masked'
@@ -202,7 +218,7 @@ def _p(default, doc, *, choices=None, lo=None, hi=None, kind=None, seed=True, re
     if isinstance(default, (list, dict)): return field(default_factory=lambda: type(default)(default), metadata=meta)
     return field(default=default, metadata=meta)
 
-# %% ../nbs/00_core.ipynb #56eae1bb
+# %% ../nbs/00_core.ipynb #9798711f
 @dataclass
 class Request:
     "A training request: the hosted trainer's parameters (same names, defaults, ranges) plus local settings."
@@ -257,7 +273,7 @@ class Request:
         "(width, height) of the validation bucket."
         return bucket_size(self.validation_resolution, self.validation_aspect_ratio)
 
-# %% ../nbs/00_core.ipynb #9798711f
+# %% ../nbs/00_core.ipynb #0c21056c
 def _field_rules()->dict:
     return {f.name: f for f in fields(Request)}
 
@@ -308,7 +324,7 @@ def _check_validation(entries:list, problems:list)->list:
         out.append({k: e.get(k, '') for k in VALIDATION_KEYS})
     return out
 
-# %% ../nbs/00_core.ipynb #0c21056c
+# %% ../nbs/00_core.ipynb #ccff0e48
 _URL = re.compile(r'^[a-zA-Z][a-zA-Z0-9+.-]*://')
 
 def is_remote(src:str)->bool:
@@ -330,7 +346,7 @@ def resolve_source(src:str, # a path, file:// URL or http(s):// URL
     if not p.is_absolute() and base_dir is not None: p = Path(base_dir)/p
     return str(p)
 
-# %% ../nbs/00_core.ipynb #ccff0e48
+# %% ../nbs/00_core.ipynb #930ded52
 def _resolve_paths(r:Request, base_dir, problems:list):
     "Resolve every local media path of `r` against `base_dir`, recording unsupported schemes."
     def res(where, v):
@@ -382,7 +398,7 @@ def parse_request(params:dict, # the request as a dict (e.g. parsed JSON)
     if problems: raise RequestError(problems)
     return r
 
-# %% ../nbs/00_core.ipynb #59f5b5e6
+# %% ../nbs/00_core.ipynb #4d1f1d3f
 def load_request(src:str|Path|dict, # a request JSON file, or the request itself
                  overrides:dict|None=None, # values that replace those in the file
                  check_paths:bool=False, # also require local media paths to exist
