@@ -245,8 +245,10 @@ def make_samples(dest:str|Path,  # folder to write the triplets into (created)
                 )->list[Path]:
     "Write `n` synthetic triplets under `dest` whose masked target region shows the recoloured reference."
     from tqdm.auto import tqdm
+    from ltx_nb.core import show_progress
     if size is not None and (size[0] % 2 or size[1] % 2): raise ValueError(f"size {size}: width and height must be even")
-    return [p for i in tqdm(range(n), desc='samples', leave=False) for p in make_triplet(dest, i, frames, size, seed, fps)]
+    bar = tqdm(range(n), desc='samples', leave=False, disable=not show_progress())
+    return [p for i in bar for p in make_triplet(dest, i, frames, size, seed, fps)]
 
 # %% ../nbs/05_samples.ipynb #9df9277b
 def _grow(white:np.ndarray, r:int)->np.ndarray:
