@@ -17,9 +17,10 @@ from .core import EMBEDDED_MODEL, DEFAULT_MODEL, TRAINING_TYPE, cache_dir, DEFAU
 # %% auto #0
 __all__ = ['TINY_MODEL_VERSION', 'TINY_TEXT', 'TINY_VIDEO', 'TINY_AUDIO', 'TINY_REGISTERS', 'LORA_TARGETS', 'LORA_PREFIX',
            'build_tiny_model', 'embedded_model_dir', 'resolve_model', 'load_transformer', 'load_vae', 'load_scheduler',
-           'TextEncoder', 'load_text_encoder', 'pack_latents', 'unpack_tokens', 'video_coords', 'encode_video',
-           'decode_latents', 'forward_video', 'stg_blocks_for', 'lora_target_modules', 'add_lora', 'lora_state',
-           'save_lora', 'lora_metadata', 'load_lora_state', 'set_lora_state']
+           'TextEncoder', 'load_text_encoder', 'pack_latents', 'unpack_tokens', 'video_coords', 'sequence_coords',
+           'resolve_device', 'mixed_precision_for', 'compute_dtype', 'encode_video', 'decode_latents', 'forward_video',
+           'stg_blocks_for', 'lora_target_modules', 'add_lora', 'lora_state', 'save_lora', 'lora_metadata',
+           'load_lora_state', 'set_lora_state']
 
 # %% ../nbs/06_model.ipynb #32696fb0
 TINY_MODEL_VERSION = '1'  # bump when the recipe below changes, so cached copies are rebuilt
@@ -292,6 +293,43 @@ def video_coords(transformer,          # an `LTX2VideoTransformer3DModel`
     return c
 
 # %% ../nbs/06_model.ipynb #205bceb1
+def sequence_coords(transformer, # the video transformer
+                    ref_grid:tuple, # reference latent (frames, rows, cols)
+                    grid:tuple,  # target latent (frames, rows, cols)
+                    fps:float,   # frame rate the model is told
+                   ):
+    "RoPE positions (1, 3, Nr+N, 2): the reference's tokens mapped onto the target's grid, then the target's."
+    import torch
+    ref = video_coords(transformer, *ref_grid, fps=fps)
+    ref[:, 1] *= grid[1] / ref_grid[1]  # rows
+    ref[:, 2] *= grid[2] / ref_grid[2]  # columns
+    return torch.cat([ref, video_coords(transformer, *grid, fps=fps)], dim=2)
+
+# %% ../nbs/06_model.ipynb #c0fc0be6
+def resolve_device(device:str='auto', # 'auto', 'cpu', 'cuda' or 'cuda:N'
+                  )->str:
+    "'cuda', 'cuda:N' or 'cpu' ('auto' picks CUDA when present)."
+    import torch
+    if device == 'auto': return 'cuda' if torch.cuda.is_available() else 'cpu'
+    if str(device).startswith('cuda') and not torch.cuda.is_available():
+        raise RequestError([f"device: {device!r} asked for, but CUDA is not available on this machine (use 'cpu' or 'auto')"])
+    return device
+
+def mixed_precision_for(device:str, # a resolved device
+                        mixed_precision:str='auto', # the request's: auto, no, bf16 or fp16
+                       )->str:
+    "accelerate's mixed precision on `device`: bf16 on CUDA for 'auto', always 'no' on the CPU."
+    if not str(device).startswith('cuda'): return 'no'  # CPU autocast in half precision only slows the tiny model down
+    return 'bf16' if mixed_precision == 'auto' else mixed_precision
+
+def compute_dtype(device:str, # a resolved device
+                  mixed_precision:str='auto', # the request's: auto, no, bf16 or fp16
+                 ):
+    "The torch dtype frozen models are loaded and run in on `device`."
+    import torch
+    return {'bf16': torch.bfloat16, 'fp16': torch.float16, 'no': torch.float32}[mixed_precision_for(device, mixed_precision)]
+
+# %% ../nbs/06_model.ipynb #b3688b4b
 def encode_video(vae,        # an `AutoencoderKLLTX2Video`
                  frames,     # uint8 (T, H, W, 3), T = 8k+1, H and W multiples of 32 (numpy or torch)
                 )->Any:
@@ -325,7 +363,7 @@ def decode_latents(vae,     # an `AutoencoderKLLTX2Video`
     x = ((x.float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 4, 1).cpu()
     return x[0] if one else x
 
-# %% ../nbs/06_model.ipynb #5a22d8ed
+# %% ../nbs/06_model.ipynb #a3f549e9
 def _unwrap(model):
     "The diffusers model inside a DDP/accelerate (`.module`) or `torch.compile` (`._orig_mod`) wrapper."
     while hasattr(model, 'module') or hasattr(model, '_orig_mod'): model = getattr(model, 'module', None) or model._orig_mod
@@ -365,7 +403,7 @@ def stg_blocks_for(transformer, # an `LTX2VideoTransformer3DModel`
     n = _unwrap(transformer).config.num_layers
     return sorted({min(max(int(b), 0), n - 1) for b in blocks})
 
-# %% ../nbs/06_model.ipynb #bd2f4084
+# %% ../nbs/06_model.ipynb #939202ad
 LORA_TARGETS = r'transformer_blocks\.\d+\.(?:(?:attn1|attn2)\.(?:to_q|to_k|to_v|to_out\.0)|ff\.net\.(?:0\.proj|2))'
 
 def lora_target_modules(transformer)->list[str]:
@@ -383,7 +421,7 @@ def add_lora(transformer, # an `LTX2VideoTransformer3DModel`; adapted in place
                                        init_lora_weights=True))
     return transformer
 
-# %% ../nbs/06_model.ipynb #84968f34
+# %% ../nbs/06_model.ipynb #9b5f0a25
 LORA_PREFIX = 'diffusion_model.'
 
 def lora_state(transformer)->dict:

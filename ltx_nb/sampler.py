@@ -135,9 +135,8 @@ def sample_masked(transformer,    # the video transformer (LoRA active or not)
     import torch
     from tqdm.auto import tqdm
     from diffusers.pipelines.ltx2.pipeline_ltx2 import rescale_noise_cfg
-    from ltx_nb.model import pack_latents, unpack_tokens, forward_video, decode_latents, stg_blocks_for
+    from ltx_nb.model import pack_latents, unpack_tokens, forward_video, decode_latents, stg_blocks_for, sequence_coords
     from ltx_nb.masks import latent_keep_mask
-    from ltx_nb.train import sequence_coords
     p = next(transformer.parameters())
     dev, dt = p.device, p.dtype
     src, ref = latents if latents is not None else encode_inputs(vae, inp)
@@ -379,7 +378,7 @@ class Validator:
         if not self.is_main or not self.r.validation: return None
         import torch
         from ltx_nb.latents import encode_prompts, load_tensors, release
-        from ltx_nb.model import load_vae, load_scheduler
+        from ltx_nb.model import load_vae, load_scheduler, compute_dtype
         r = self.r
         root = Path(run_dir or self.run_dir)/'validation'
         p = next(transformer.parameters())
@@ -389,7 +388,7 @@ class Validator:
         embeds = [load_tensors(f, dev) for f in encode_prompts(validation_prompts(r), r.model, device=dev)]
         neg = embeds[-1]
         if self.scheduler is None: self.scheduler = load_scheduler(r.model)
-        vae = load_vae(r.model, torch.float32 if dev.type == 'cpu' else torch.bfloat16, dev)
+        vae = load_vae(r.model, compute_dtype(str(dev)), dev)
         if dev.type == 'cuda': vae.enable_tiling()
         was_training = transformer.training
         transformer.eval()
@@ -546,9 +545,9 @@ def sample_cli(a)->int:
     from ltx_nb.latents import encode_prompts, load_tensors, release
     from ltx_nb.model import load_transformer, load_vae, load_scheduler, add_lora, set_lora_state
     from ltx_nb.media import write_video
-    from ltx_nb.train import resolve_device
-    device = resolve_device(r)
-    dtype = torch.bfloat16 if device.startswith('cuda') else torch.float32
+    from ltx_nb.model import resolve_device, compute_dtype
+    device = resolve_device(r.device)
+    dtype = compute_dtype(device)
     ctx, neg = [load_tensors(p, device) for p in encode_prompts([a.prompt, a.negative_prompt], r.model, device=device, dtype=dtype)]
     tr = load_transformer(r.model, dtype, device).requires_grad_(False)
     if state is not None:
