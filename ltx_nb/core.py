@@ -16,7 +16,7 @@ __all__ = ['VAE_FRAMES', 'VAE_PIXELS', 'RESOLUTIONS', 'ASPECT_RATIOS', 'VIDEO_EX
            'DEFAULT_MODEL', 'EMBEDDED_MODEL', 'TRAINING_TYPE', 'DEFAULT_NEGATIVE_PROMPT', 'VALIDATION_KEYS',
            'SCENE_SPLIT_REFUSAL', 'LtxNbError', 'RequestError', 'snap_frames', 'latent_frames', 'latent_grid',
            'pixel_frame_span', 'bucket_size', 'media_kind', 'cache_dir', 'source_problem', 'check_regular_file',
-           'os_error_message', 'read_json', 'show_progress', 'atomic_path', 'write_json', 'Request', 'is_remote',
+           'os_error_message', 'load_json', 'show_progress', 'atomic_path', 'write_json', 'Request', 'is_remote',
            'resolve_source', 'parse_request', 'load_request', 'parse_override', 'request_hash']
 
 # %% ../nbs/00_core.ipynb #4f2d1e0c
@@ -146,7 +146,7 @@ MAX_JSON_BYTES = 4 * 2**20  # a request is a few KiB; run files (progress, confi
 def _no_constant(name:str):
     raise ValueError(f"{name} is not a JSON number")
 
-def read_json(path:str|Path, # a JSON file
+def load_json(path:str|Path, # a JSON file
               what:str='file', # what it is, for the error: 'request file', 'progress file'
               max_bytes:int=MAX_JSON_BYTES, # refuse larger files
              ):
@@ -407,7 +407,7 @@ def load_request(src:str|Path|dict, # a request JSON file, or the request itself
     if isinstance(src, dict): return parse_request(src, None, overrides, check_paths)
     p = Path(src)
     if not p.exists(): raise RequestError([f"{p}: request file not found"])
-    params = read_json(p, 'request file')
+    params = load_json(p, 'request file')
     return parse_request(params, p.parent.resolve(), overrides, check_paths)
 
 def parse_override(s:str # `key=value`, the value read as JSON when it parses, else as a string

@@ -215,13 +215,13 @@ def _thumbnail(d:Path)->str|None:
 
 def run_info(d:str|Path)->RunInfo|None:
     "What a run directory says about itself (None when it is not a run directory)."
-    from ltx_nb.core import read_json
+    from ltx_nb.core import load_json
     d = Path(d)
     if not (d/'progress.json').exists() and not (d/'request.json').exists(): return None
     bad = []
     def read(name):  # a corrupt, unreadable or special file is reported in the row, never a traceback
         if not os.path.lexists(d/name): return {}
-        try: v = read_json(d/name, name)
+        try: v = load_json(d/name, name)
         except RequestError as e: bad.append(f"{name} " + e.problems[0].split(': ', 1)[-1].split(';')[0]); return {}
         if isinstance(v, dict): return v
         bad.append(f"{name} is not a JSON object"); return {}

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from ltx_nb.core import RequestError, load_request, read_json, source_problem
+from ltx_nb.core import RequestError, load_request, load_json, source_problem
 from ltx_nb.archive import download_url, fetch_source, fetch_file, find_triplets, refresh_sources
 from ltx_nb.cli import main
 from ltx_nb.runner import list_runs
@@ -88,7 +88,7 @@ def test_request_json_faults_are_one_line(tmp_path, capsys, name, data, needle):
 def test_boms_are_read(tmp_path):
     for enc in ('utf-8-sig', 'utf-16', 'utf-32'):
         (tmp_path/'r.json').write_bytes(json.dumps({'a': 'é'}).encode(enc))
-        assert read_json(tmp_path/'r.json') == {'a': 'é'}
+        assert load_json(tmp_path/'r.json') == {'a': 'é'}
 
 # ---------------------------------------------------------------- run directories and path flags
 
