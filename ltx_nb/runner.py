@@ -135,8 +135,10 @@ def _KERNEL_CONFIG():
     return c
 
 def _read_progress(run_dir:Path)->dict:
-    try: return json.loads((Path(run_dir)/'progress.json').read_text())
-    except (OSError, json.JSONDecodeError): return {}
+    from ltx_nb.core import load_json
+    try: v = load_json(Path(run_dir)/'progress.json', 'progress file')  # checked by type: a FIFO never blocks the poll
+    except RequestError: return {}
+    return v if isinstance(v, dict) else {}
 
 def run_job(job:Job, # a planned job
             progress:bool=True, # show a bar that follows progress.json
