@@ -274,3 +274,26 @@ pm.execute_notebook({str(tmp_path/'a.ipynb')!r}, {str(tmp_path/'b.ipynb')!r}, ke
                        env={**os.environ, 'PYTHONPATH': str(ROOT)})
     assert p.returncode == 0, p.stderr
     assert 'without encryption' not in p.stderr, p.stderr
+
+# ---------------------------------------------------------------- the other entry points: train, run, extraction
+
+@pytest.mark.parametrize('cmd', ['train', 'run'])
+def test_train_and_run_refuse_special_validation_files_before_anything_runs(cmd, tmp_path, fifo, capsys):
+    from ltx_nb.samples import make_samples
+    make_samples(tmp_path/'ds', n=1, frames=9, size=(64, 64)); capsys.readouterr()
+    req = tmp_path/'req.json'
+    req.write_text(json.dumps(dict(training_data_url='ds', validation=[
+        dict(prompt='p', video_url=str(fifo), mask_url='/dev/zero', reference_video_url='ds/sample00_start.mp4')])))
+    code, out, err = cli(cmd, req, '--run-dir', tmp_path/'run', capsys=capsys)
+    assert code == 2 and not (tmp_path/'run').exists()
+    one_line(err, 'validation[0].video_url', 'named pipe', 'validation[0].mask_url', 'character device')
+
+def test_full_disk_while_unpacking(tmp_path, monkeypatch):
+    import ltx_nb.archive as A, zipfile
+    z = tmp_path/'ds.zip'
+    with zipfile.ZipFile(z, 'w') as zf: zf.writestr('clip01_end.mp4', b'x' * 100); zf.writestr('clip01_start.mp4', b'y')
+    def full(*a, **k): raise OSError(errno.ENOSPC, 'No space left on device')
+    monkeypatch.setattr(A, '_copy_limited', full)
+    with pytest.raises(RequestError, match=r'no space left on the device for the unpacking of ds.zip.*LTX_NB_CACHE'):
+        fetch_source(str(z), tmp_path/'w')
+    assert not any(p.is_file() for p in (tmp_path/'w').rglob('*')), 'a half-unpacked file was left'
