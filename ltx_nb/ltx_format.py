@@ -15,7 +15,8 @@ from .core import RequestError
 __all__ = ['TRANSFORMER_PREFIX', 'VAE_PREFIX', 'transformer_to_ltx', 'ltx_to_transformer', 'connectors_to_ltx',
            'is_connector_key', 'ltx_to_connectors', 'vae_to_ltx', 'ltx_to_vae', 'ltx_config', 'shipped_config',
            'diffusers_transformer_config', 'diffusers_connectors_config', 'write_single_file', 'is_single_file',
-           'read_single_file', 'single_file_shapes', 'single_file_transformer_parts', 'load_single_file_transformer',
+           'read_single_file', 'single_file_shapes', 'is_transformer_key', 'transformer_key',
+           'single_file_transformer_config', 'single_file_transformer_parts', 'load_single_file_transformer',
            'load_single_file_vae', 'load_single_file_connectors', 'write_gemma_folder', 'gemma_folder_problems',
            'ltx_core_transformer', 'ltx_core_forward', 'ltx_core_fuse_lora']
 
@@ -254,12 +255,25 @@ def _strict(model, state:dict, what:str, path):
                             f"{res.missing_keys[:3]}, unexpected {res.unexpected_keys[:3]}); is it an LTX-2.3 checkpoint?"])
     return model
 
+def is_transformer_key(key:str)->bool:
+    "Whether a single-file key belongs to the transformer."
+    return key.startswith(TRANSFORMER_PREFIX) and not is_connector_key(key)
+
+def transformer_key(key:str)->str|None:
+    "The diffusers name of one single-file key (through `ltx_to_transformer`), None if it is not the transformer's."
+    return next(iter(ltx_to_transformer({key: None}))) if is_transformer_key(key) else None
+
+def single_file_transformer_config(path:str|Path)->dict:
+    "The diffusers transformer config of a single file (refused if the file holds no transformer)."
+    meta, _ = read_single_file(path)
+    if not any(map(is_transformer_key, single_file_shapes(path))):
+        raise RequestError([f"model {str(path)!r}: no transformer tensors ({TRANSFORMER_PREFIX}*) in the file"])
+    return diffusers_transformer_config(meta)
+
 def single_file_transformer_parts(path:str|Path)->tuple[dict,dict]:
-    "(diffusers transformer config, diffusers state dict) of a single file's transformer."
-    keep = lambda k: k.startswith(TRANSFORMER_PREFIX) and not is_connector_key(k)
-    meta, tensors = read_single_file(path, keep)
-    if not tensors: raise RequestError([f"model {str(path)!r}: no transformer tensors ({TRANSFORMER_PREFIX}*) in the file"])
-    return diffusers_transformer_config(meta), ltx_to_transformer(tensors)
+    "(diffusers transformer config, diffusers state dict) of a single file's whole transformer."
+    meta, tensors = read_single_file(path, is_transformer_key)
+    return single_file_transformer_config(path), ltx_to_transformer(tensors)
 
 def load_single_file_transformer(path:str|Path, dtype=None):
     "The file's `LTX2VideoTransformer3DModel` (float32 unless `dtype`)."

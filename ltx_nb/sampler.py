@@ -135,9 +135,8 @@ def sample_masked(transformer,    # the video transformer (LoRA active or not)
     import torch
     from tqdm.auto import tqdm
     from diffusers.pipelines.ltx2.pipeline_ltx2 import rescale_noise_cfg
-    from ltx_nb.model import pack_latents, unpack_tokens, forward_video, decode_latents, stg_blocks_for
+    from ltx_nb.model import pack_latents, unpack_tokens, forward_video, decode_latents, stg_blocks_for, sequence_coords
     from ltx_nb.masks import latent_keep_mask
-    from ltx_nb.train import sequence_coords
     p = next(transformer.parameters())
     dev, dt = p.device, p.dtype
     src, ref = latents if latents is not None else encode_inputs(vae, inp)
@@ -379,7 +378,7 @@ class Validator:
         if not self.is_main or not self.r.validation: return None
         import torch
         from ltx_nb.latents import encode_prompts, load_tensors, release
-        from ltx_nb.model import load_vae, load_scheduler
+        from ltx_nb.model import load_vae, load_scheduler, compute_dtype
         r = self.r
         root = Path(run_dir or self.run_dir)/'validation'
         p = next(transformer.parameters())
@@ -389,7 +388,7 @@ class Validator:
         embeds = [load_tensors(f, dev) for f in encode_prompts(validation_prompts(r), r.model, device=dev, text_encoder=r.text_encoder)]
         neg = embeds[-1]
         if self.scheduler is None: self.scheduler = load_scheduler(r.model)
-        vae = load_vae(r.model, torch.float32 if dev.type == 'cpu' else torch.bfloat16, dev)
+        vae = load_vae(r.model, compute_dtype(str(dev)), dev)
         if dev.type == 'cuda': vae.enable_tiling()
         was_training = transformer.training
         transformer.eval()
@@ -497,17 +496,18 @@ def add_sample_parser(subparsers)->argparse.ArgumentParser:
 
 def _cli_request(a, meta:dict, problems:list)->Request:
     "A validated request carrying the sample settings (the request's own rules check every range)."
+    from ltx_nb.core import source_problem, resolve_source
     problems = list(problems)
     for flag, v in (('--video', a.video), ('--mask', a.mask), ('--reference', a.reference)):
         if is_remote(v): continue
-        if not Path(v.removeprefix('file://')).is_file(): problems.append(f"{flag} {v}: file not found")
+        if why := source_problem(resolve_source(v)): problems.append(f"{flag} {why}")  # a FIFO or device is never opened
         elif flag == '--mask' and media_kind(v) is None:
             from ltx_nb.masks import MASK_KINDS
             problems.append(f"--mask {v}: {Path(v).suffix or 'no extension'} is not a supported mask kind ({MASK_KINDS})")
         elif flag != '--mask' and media_kind(v) != 'video':
             problems.append(f"{flag} {v}: not a video file (use mp4, mov, webm, mkv or avi)")
     if Path(a.out).suffix.lower() not in ('.mp4', '.npz'): problems.append(f"--out {a.out}: use a .mp4 or .npz file")
-    if a.lora and not Path(a.lora).is_file(): problems.append(f"--lora {a.lora}: file not found")
+    if a.lora and (why := source_problem(a.lora)): problems.append(f"--lora {why}")
     factor = a.reference_downscale_factor or int(meta.get('reference_downscale_factor', 1) or 1)
     params = dict(training_data_url=str(Path.cwd()), model=a.model or meta.get('base_model_id') or DEFAULT_MODEL,
                   validation=[dict(prompt=a.prompt, video_url=a.video, mask_url=a.mask, reference_video_url=a.reference)],
@@ -548,9 +548,9 @@ def sample_cli(a)->int:
     from ltx_nb.latents import encode_prompts, load_tensors, release
     from ltx_nb.model import load_transformer, load_vae, load_scheduler, add_lora, set_lora_state
     from ltx_nb.media import write_video
-    from ltx_nb.train import resolve_device
-    device = resolve_device(r)
-    dtype = torch.bfloat16 if device.startswith('cuda') else torch.float32
+    from ltx_nb.model import resolve_device, compute_dtype
+    device = resolve_device(r.device)
+    dtype = compute_dtype(device)
     ctx, neg = [load_tensors(p, device) for p in encode_prompts([a.prompt, a.negative_prompt], r.model, device=device, dtype=dtype, text_encoder=r.text_encoder)]
     tr = load_transformer(r.model, dtype, device).requires_grad_(False)
     if state is not None:

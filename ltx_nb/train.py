@@ -14,11 +14,11 @@ from .core import (Request, RequestError, LtxNbError, TRAINING_TYPE, request_has
                          EMBEDDED_MODEL, atomic_path, write_json)
 
 # %% auto #0
-__all__ = ['shift_mu', 'sample_sigma', 'sequence_coords', 'MaskedBatch', 'masked_batch', 'masked_loss', 'step_loss',
-           'step_generator', 'sample_index', 'step_batch', 'default_run_dir', 'read_metrics', 'truncate_metrics',
-           'save_checkpoint', 'latest_checkpoint', 'load_checkpoint', 'resolve_device', 'precision', 'make_optimizer',
-           'warmup_schedule', 'RunLog', 'peak_memory_mb', 'lora_metadata_for', 'write_config', 'plot_loss',
-           'TrainingFailed', 'TrainResult', 'train', 'masked_eval_loss', 'learning_check']
+__all__ = ['shift_mu', 'sample_sigma', 'MaskedBatch', 'masked_batch', 'masked_loss', 'step_loss', 'step_generator',
+           'sample_index', 'step_batch', 'default_run_dir', 'read_metrics', 'truncate_metrics', 'save_checkpoint',
+           'latest_checkpoint', 'load_checkpoint', 'precision', 'make_optimizer', 'warmup_schedule', 'RunLog',
+           'peak_memory_mb', 'lora_metadata_for', 'write_config', 'plot_loss', 'TrainingFailed', 'TrainResult', 'train',
+           'masked_eval_loss', 'learning_check']
 
 # %% ../nbs/08_train.ipynb #2e73e81b
 def shift_mu(n_tokens:int, # noised (target) tokens in the sequence
@@ -34,19 +34,6 @@ def sample_sigma(n_tokens:int, # noised tokens
     return float(torch.sigmoid(shift_mu(n_tokens) + torch.randn((), generator=generator)))
 
 # %% ../nbs/08_train.ipynb #5dcf06f5
-def sequence_coords(transformer, # the video transformer
-                    ref_grid:tuple, # reference latent (frames, rows, cols)
-                    grid:tuple,  # target latent (frames, rows, cols)
-                    fps:float,
-                   ):
-    "RoPE positions (1, 3, Nr+N, 2): the reference's tokens mapped onto the target's grid, then the target's."
-    import torch
-    from ltx_nb.model import video_coords
-    ref = video_coords(transformer, *ref_grid, fps=fps)
-    ref[:, 1] *= grid[1] / ref_grid[1]  # rows
-    ref[:, 2] *= grid[2] / ref_grid[2]  # columns
-    return torch.cat([ref, video_coords(transformer, *grid, fps=fps)], dim=2)
-
 @dataclass
 class MaskedBatch:
     "Inputs and targets of one masked, reference-guided step (batch of 1)."
@@ -69,7 +56,7 @@ def masked_batch(transformer, # the video transformer (for RoPE)
                 )->MaskedBatch:
     "Build the sequence of one step: clean reference, clean kept tokens, noised regenerated tokens."
     import torch
-    from ltx_nb.model import pack_latents
+    from ltx_nb.model import pack_latents, sequence_coords
     ref_lat = s['reference'] if reference is None else reference
     x = pack_latents(s['target'])                      # (N, C)
     ref = pack_latents(ref_lat)                        # (Nr, C)
@@ -171,21 +158,11 @@ def load_checkpoint(ck:Path, transformer, optimizer, scheduler)->int:
     return int(st['step'])
 
 # %% ../nbs/08_train.ipynb #1826a61e
-def resolve_device(r:Request)->str:
-    "'cuda', 'cuda:N' or 'cpu' for the request's `device` ('auto' picks CUDA when present)."
-    import torch
-    if r.device == 'auto': return 'cuda' if torch.cuda.is_available() else 'cpu'
-    if r.device.startswith('cuda') and not torch.cuda.is_available():
-        raise RequestError([f"device: {r.device!r} asked for, but CUDA is not available on this machine (use 'cpu' or 'auto')"])
-    return r.device
-
 def precision(r:Request, device:str)->tuple[str,bool]:
     "(mixed precision for accelerate, gradient checkpointing on?) for the request on `device`."
-    cuda = device.startswith('cuda')
-    mp = r.mixed_precision if r.mixed_precision != 'auto' else ('bf16' if cuda else 'no')
-    if mp != 'no' and not cuda: mp = 'no'  # CPU autocast in half precision only slows the tiny model down
-    gc = cuda if r.gradient_checkpointing == 'auto' else r.gradient_checkpointing == 'on'
-    return mp, gc
+    from ltx_nb.model import mixed_precision_for
+    gc = device.startswith('cuda') if r.gradient_checkpointing == 'auto' else r.gradient_checkpointing == 'on'
+    return mixed_precision_for(device, r.mixed_precision), gc
 
 def make_optimizer(params, r:Request, device:str):
     "AdamW (fused on CUDA), or 8-bit AdamW from bitsandbytes on CUDA."
@@ -328,9 +305,9 @@ def train(r:Request|dict|str, # a request, its dict, or a request JSON path
     from tqdm.auto import tqdm
     from ltx_nb.dataset import check_dataset, write_debug_dataset
     from ltx_nb.latents import cache_dataset
-    from ltx_nb.model import load_transformer, add_lora, save_lora
+    from ltx_nb.model import load_transformer, add_lora, save_lora, resolve_device, compute_dtype
     r = r if isinstance(r, Request) else load_request(r)
-    device = resolve_device(r)
+    device = resolve_device(r.device)
     mp, gc_on = precision(r, device)
     acc = Accelerator(mixed_precision=mp, cpu=device == 'cpu')
     main, rank, world = acc.is_main_process, acc.process_index, acc.num_processes
@@ -360,7 +337,7 @@ def train(r:Request|dict|str, # a request, its dict, or a request JSON path
         callbacks = [make_validation_callback(r, run_dir, is_main=main)] if r.validation else []
     samples = [c.load(acc.device) for c in cached]
     # model: frozen base in the compute dtype, trainable LoRA in fp32
-    dtype = torch.bfloat16 if mp == 'bf16' else torch.float16 if mp == 'fp16' else torch.float32
+    dtype = compute_dtype(device, r.mixed_precision)
     tr = load_transformer(r.model, dtype, acc.device).requires_grad_(False)
     with torch.random.fork_rng(devices=[]):  # the LoRA's init follows the request's seed, the same on every process
         torch.manual_seed(r.seed)

@@ -30,7 +30,7 @@ def _one_thread():
 
 @pytest.fixture(scope='module')
 def tiny():
-    return load_transformer(EMBEDDED_MODEL).eval()
+    return load_transformer(EMBEDDED_MODEL, video_only=False).eval()  # all keys, for ltx-core's audio-video LTXModel
 
 def batch(tr, ref_grid=(3, 2, 2), grid=(3, 4, 4), sigma=0.7, seed=0):
     "A masked, reference-guided batch (reference + kept + noised tokens, per-token timesteps, our positions)."
@@ -128,7 +128,7 @@ def test_single_file_round_trip(tmp_path):
                              'text_embedding_projection.')) for k in shapes)
     meta, _ = lf.read_single_file(f)
     assert meta['transformer']['rope_type'] == 'split' and meta['transformer']['caption_proj_before_connector']
-    for load in (load_transformer, load_vae):
+    for load in (load_transformer, lambda m: load_transformer(m, video_only=False), load_vae):  # video-only, whole, VAE
         a, b = load(EMBEDDED_MODEL).state_dict(), load(f).state_dict()
         assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     te_a, te_b = load_text_encoder(EMBEDDED_MODEL), load_text_encoder(f, text_encoder=gemma)

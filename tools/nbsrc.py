@@ -5,14 +5,24 @@
 
 Cells start with `# %%` (code), `# %% [markdown]` (markdown; each line prefixed with '# '),
 optionally followed by ` tags=["parameters"]`. The notebook stays the source of truth: convert, edit, convert back,
-then `nbdev-export` and `nbdev-clean`.
+then `nbdev-export` and `nbdev-clean`. Converting back keeps the id, outputs and execution count of every code cell
+whose source is unchanged, so a committed notebook's outputs survive an edit elsewhere in it.
 """
 import json, re, sys, hashlib
 from pathlib import Path
 
 HDR = re.compile(r'^# %%(?: \[(markdown)\])?(?: tags=(\[.*\]))?\s*$')
 
+def _old_cells(dst)->dict:
+    "Code cells of the notebook being replaced, by source text (the first of equal sources wins)."
+    if not Path(dst).exists(): return {}
+    old = {}
+    for c in json.loads(Path(dst).read_text()).get('cells', []):
+        if c['cell_type'] == 'code': old.setdefault(''.join(c['source']).rstrip('\n'), c)
+    return old
+
 def to_nb(src, dst):
+    old = _old_cells(dst)
     cells, cur = [], None
     for line in Path(src).read_text().splitlines():
         m = HDR.match(line)
@@ -30,8 +40,15 @@ def to_nb(src, dst):
         meta = {'tags': c['tags']} if c['tags'] else {}
         cid = hashlib.sha1(f"{Path(dst).stem}-{i}".encode()).hexdigest()[:8]
         cell = dict(cell_type=c['kind'], id=cid, metadata=meta, source=text.splitlines(True))
-        if c['kind'] == 'code': cell.update(execution_count=None, outputs=[])
+        if c['kind'] == 'code':
+            prev = old.pop(text, None)
+            cell.update(execution_count=prev.get('execution_count') if prev else None, outputs=prev['outputs'] if prev else [])
+            if prev and prev.get('id'): cell['id'] = prev['id']
         nb_cells.append(cell)
+    used = {c['id'] for c in nb_cells if c.get('execution_count') is not None or c.get('outputs')}
+    for i, c in enumerate(nb_cells):  # fresh ids never repeat a kept one
+        if c['id'] in used and not (c.get('execution_count') is not None or c.get('outputs')):
+            c['id'] = hashlib.sha1(f"{Path(dst).stem}-{i}-{''.join(c['source'])}".encode()).hexdigest()[:8]
     nb = dict(cells=nb_cells, metadata=dict(kernelspec=dict(display_name='python3', language='python', name='python3')),
               nbformat=4, nbformat_minor=5)
     Path(dst).write_text(json.dumps(nb, indent=1, ensure_ascii=False) + '\n')
