@@ -247,6 +247,11 @@ def single_file_shapes(path:str|Path)->dict:
     with safe_open(str(path), 'pt') as f: return {k: list(f.get_slice(k).get_shape()) for k in f.keys()}
 
 # %% ../nbs/14_ltx_format.ipynb #1de3f5ac
+def _build(cls, config:dict):
+    "`cls.from_config(config)` without touching the caller's random state (its random init is overwritten anyway)."
+    import torch
+    with torch.random.fork_rng(devices=[]): return cls.from_config(config)
+
 def _strict(model, state:dict, what:str, path):
     "Load `state` into `model`, refusing missing or unexpected tensors with a `RequestError`."
     res = model.load_state_dict(state, strict=False)
@@ -279,7 +284,7 @@ def load_single_file_transformer(path:str|Path, dtype=None):
     "The file's `LTX2VideoTransformer3DModel` (float32 unless `dtype`)."
     from diffusers import LTX2VideoTransformer3DModel
     cfg, state = single_file_transformer_parts(path)
-    m = LTX2VideoTransformer3DModel.from_config(cfg)
+    m = _build(LTX2VideoTransformer3DModel, cfg)
     return _cast(_strict(m, state, 'transformer', path), dtype)
 
 def _cast(model, dtype):
@@ -294,7 +299,7 @@ def load_single_file_vae(path:str|Path, dtype=None):
     cfg = dict(meta.get('ltx_nb', {}).get('vae') or shipped_config('vae'))
     if not tensors or not cfg:
         raise RequestError([f"model {str(path)!r}: no video VAE (vae.*) in the file, or no VAE config for it"])
-    m = AutoencoderKLLTX2Video.from_config(cfg)
+    m = _build(AutoencoderKLLTX2Video, cfg)
     return _cast(_strict(m, ltx_to_vae(tensors, len(cfg['decoder_block_out_channels'])), 'VAE', path), dtype).eval()
 
 def load_single_file_connectors(path:str|Path, dtype=None):
@@ -303,7 +308,7 @@ def load_single_file_connectors(path:str|Path, dtype=None):
     meta, tensors = read_single_file(path, is_connector_key)
     if not tensors: raise RequestError([f"model {str(path)!r}: no text connectors (text_embedding_projection.*) in the file"])
     cfg = diffusers_connectors_config(meta, {k: list(v.shape) for k, v in tensors.items()})
-    m = LTX2TextConnectors.from_config(cfg)
+    m = _build(LTX2TextConnectors, cfg)
     return _cast(_strict(m, ltx_to_connectors(tensors), 'text connectors', path), dtype).eval()
 
 # %% ../nbs/14_ltx_format.ipynb #276a38d7

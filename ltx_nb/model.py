@@ -307,7 +307,10 @@ def video_only_transformer(config:dict, # an `LTX2VideoTransformer3DModel` confi
     keys = list(m.state_dict())
     missing = [k for k in keys if k not in state]
     if missing: raise ValueError(f"{len(missing)} video weights are missing from the checkpoint, e.g. {missing[:3]}")
-    cast = lambda t: t.to(device=device, dtype=dt) if t.is_floating_point() else t.to(device)
+    # copy=True: fresh, aligned memory; a tensor left in the file's memory map sits at whatever byte offset the file gave it,
+    # and CPU kernels round differently on differently aligned data (~1e-7 per forward), so the same weights from two
+    # files (a diffusers folder, a Lightricks single file) would train to different LoRAs
+    cast = lambda t: t.to(device=device, dtype=dt if t.is_floating_point() else t.dtype, copy=True)
     m.load_state_dict({k: cast(state[k]) for k in keys}, strict=True, assign=True)
     return m.eval()
 

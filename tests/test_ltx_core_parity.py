@@ -136,6 +136,9 @@ def test_single_file_round_trip(tmp_path):
     cb, mb = te_b.encode('a red car')[0], te_b.encode('a red car')[2]
     assert torch.equal(ca, cb) and torch.equal(ma, mb)
     assert load_scheduler(f).config.shift_terminal == load_scheduler(EMBEDDED_MODEL).config.shift_terminal
+    rng = torch.get_rng_state()  # loading leaves torch's generator alone (training seeds it before caching)
+    load_vae(f); load_text_encoder(f, text_encoder=gemma); load_transformer(f); load_transformer(f, video_only=False)
+    assert torch.equal(rng, torch.get_rng_state())
     from ltx_nb.core import RequestError
     with pytest.raises(RequestError, match='text_encoder'): load_text_encoder(f)
 
