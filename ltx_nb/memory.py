@@ -473,7 +473,7 @@ def lora_smoke_step(tr, steps:int=3, seed:int=0)->dict:
         opt.step(); opt.zero_grad(set_to_none=True); losses.append(float(loss.detach()))
     return dict(first=losses[0], last=losses[-1], lora_grad_norm=gnorm)
 
-# %% ../nbs/20_plan.ipynb #72eb5730
+# %% ../nbs/20_plan.ipynb #b0162405
 def text_encoder_device(r:Request, device:str)->str:
     "Where captions are encoded: the CPU when `text_encoder_offload` is on, else `device`."
     return 'cpu' if memory_settings(r, device)['text_encoder_offload'] == 'on' else device
