@@ -15,20 +15,17 @@ from .core import Request, RequestError, load_request, VRAM_PRESETS
 from .bench import step_tokens, markdown_table
 
 # %% auto #0
-__all__ = ['LTX23_FLAGS', 'LTX23_TRANSFORMER', 'GEMMA3_12B', 'LTX23_CONNECTORS', 'LTX2_VAE', 'TEXT_TOKENS', 'AUDIO', 'QUANTIZED',
-           'BYTES', 'GiB', 'CALIBRATION', 'ACTIVATIONS', 'RESERVE_GB', 'KNOBS', 'PRESETS', 'NO_PRESET', 'FP8_SKIP',
-           'transformer_config', 'meta_model', 'quantized_linears', 'weight_bytes', 'block_bytes', 'lora_numel',
-           'lora_bytes', 'small_transformer', 'saved_bytes', 'peak_live_bytes', 'fit_activations', 'activation_bytes',
-           'inference_bytes', 'phases', 'settings_for', 'MemoryPlan', 'free_gpu_gb', 'plan', 'job_plan',
-           'memory_settings', 'check_memory_settings', 'to_bitsandbytes', 'apply_memory_settings', 'lora_smoke_step',
-           'text_encoder_device', 'apply_text_encoder_settings', 'cmd_plan', 'add_plan_parser']
+__all__ = ['LTX23_FLAGS', 'GEMMA3_12B', 'LTX23_CONNECTORS', 'LTX2_VAE', 'TEXT_TOKENS', 'QUANTIZED', 'BYTES', 'GiB', 'CALIBRATION',
+           'ACTIVATIONS', 'RESERVE_GB', 'KNOBS', 'PRESETS', 'NO_PRESET', 'FP8_SKIP', 'meta_model', 'quantized_linears',
+           'weight_bytes', 'block_bytes', 'lora_numel', 'lora_bytes', 'small_transformer', 'saved_bytes',
+           'peak_live_bytes', 'fit_activations', 'activation_bytes', 'inference_bytes', 'phases', 'settings_for',
+           'MemoryPlan', 'free_gpu_gb', 'plan', 'job_plan', 'memory_settings', 'check_memory_settings',
+           'to_bitsandbytes', 'apply_memory_settings', 'lora_smoke_step', 'text_encoder_device',
+           'apply_text_encoder_settings', 'cmd_plan', 'add_plan_parser']
 
 # %% ../nbs/20_plan.ipynb #797322fb
 LTX23_FLAGS = dict(gated_attn=True, audio_gated_attn=True, cross_attn_mod=True, audio_cross_attn_mod=True,
                    use_prompt_embeddings=False, perturbed_attn=True, rope_type='split')
-LTX23_TRANSFORMER = dict(in_channels=128, out_channels=128, num_layers=48, num_attention_heads=32, attention_head_dim=128,
-    cross_attention_dim=4096, audio_num_attention_heads=32, audio_attention_head_dim=64, audio_cross_attention_dim=2048,
-    caption_channels=3840, **LTX23_FLAGS)
 GEMMA3_12B = dict(
     text=dict(hidden_size=3840, intermediate_size=15360, num_hidden_layers=48, num_attention_heads=16, num_key_value_heads=8,
               head_dim=256, vocab_size=262208, sliding_window=1024),
@@ -41,22 +38,16 @@ LTX23_CONNECTORS = dict(caption_channels=3840, text_proj_in_factor=49, video_con
 LTX2_VAE = dict(spatial_compression_ratio=32, temporal_compression_ratio=8)  # the rest: diffusers' defaults (LTX-2's VAE)
 TEXT_TOKENS = 1024  # the pipelines' prompt length: the context every cross-attention reads
 
-def transformer_config()->dict:
-    "LTX-2.3's transformer config: the one the package ships, else `LTX23_TRANSFORMER`."
-    import ltx_nb
-    p = Path(ltx_nb.__file__).parent/'configs'/'ltx-2.3'/'transformer'/'config.json'
-    if p.is_file(): return {k: v for k, v in json.loads(p.read_text()).items() if not k.startswith('_')}
-    return dict(LTX23_TRANSFORMER)
-
 @functools.lru_cache(maxsize=None)
 def meta_model(name:str # 'transformer', 'text_encoder', 'connectors' or 'vae'
               ):
     "The real-size component, built on the meta device (no memory, no weights)."
     import torch
     with torch.device('meta'):
-        if name == 'transformer':
+        if name == 'transformer':  # what `load_transformer` loads: the video half, audio swapped for stubs
             from diffusers import LTX2VideoTransformer3DModel
-            return LTX2VideoTransformer3DModel(**transformer_config())
+            from ltx_nb.model import ltx23_transformer_config, strip_audio
+            return strip_audio(LTX2VideoTransformer3DModel.from_config(ltx23_transformer_config()), device='meta')
         if name == 'text_encoder':
             from transformers import Gemma3Config, Gemma3ForConditionalGeneration, Gemma3TextConfig, SiglipVisionConfig
             g = GEMMA3_12B
@@ -71,7 +62,6 @@ def meta_model(name:str # 'transformer', 'text_encoder', 'connectors' or 'vae'
     raise ValueError(f"unknown component {name!r} (transformer, text_encoder, connectors or vae)")
 
 # %% ../nbs/20_plan.ipynb #8145d177
-AUDIO = re.compile(r'audio|a2v|v2a|av_cross')
 QUANTIZED = {'transformer': re.compile(r'^transformer_blocks\.\d+\.(?:attn1|attn2|ff)\.'),
              'text_encoder': re.compile(r'(?:^|\.)language_model\.layers\.\d+\.')}
 BYTES = {'fp32': 4, 'bf16': 2, 'fp8': 1, 'int8': 1, 'nf4': 0.53}
@@ -82,9 +72,10 @@ def quantized_linears(model, # a transformer or Gemma 3 (meta or real)
                      )->dict:
     "name → `Linear` of the matrices a precision knob converts (video ones only, outside any LoRA)."
     import torch
+    from ltx_nb.model import is_audio_key
     pat = QUANTIZED[kind]
     return {n: m for n, m in model.named_modules() if isinstance(m, torch.nn.Linear) and pat.search(n)
-            and not AUDIO.search(n) and 'lora_' not in n}
+            and not is_audio_key(n) and 'lora_' not in n}
 
 @functools.lru_cache(maxsize=None)
 def _param_split(name:str)->tuple:
@@ -93,9 +84,9 @@ def _param_split(name:str)->tuple:
     q = quantized_linears(m, name) if name in QUANTIZED else {}
     qw = sum(l.weight.numel() for l in q.values())
     qb = sum(l.bias.numel() for l in q.values() if l.bias is not None)
-    total = sum(p.numel() for n, p in m.named_parameters() if not (name == 'transformer' and AUDIO.search(n)))
+    total = sum(p.numel() for p in m.parameters())  # the transformer's audio branch is stubs already
     blocks = getattr(m, 'transformer_blocks', None)
-    per_block = (sum(p.numel() for n, p in blocks[0].named_parameters() if not AUDIO.search(n)) if blocks is not None else 0)
+    per_block = sum(p.numel() for p in blocks[0].parameters()) if blocks is not None else 0
     return qw, qb, total - qw - qb, per_block
 
 def weight_bytes(name:str,            # 'transformer' (video half only), 'text_encoder', 'connectors' or 'vae'
