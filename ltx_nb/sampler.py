@@ -475,7 +475,7 @@ def add_sample_parser(subparsers)->argparse.ArgumentParser:
     p.add_argument('--out', required=True, help='output .mp4 (H.264) or .npz (exact uint8 frames and the mask)')
     p.add_argument('--negative-prompt', default=DEFAULT_NEGATIVE_PROMPT, help='negative prompt for CFG')
     p.add_argument('--number-of-frames', type=int, default=89, help='frames, snapped down to 8k+1 (9–121)')
-    p.add_argument('--frame-rate', type=int, default=24, help='frame rate the model is told and the output plays at')
+    p.add_argument('--frame-rate', type=int, default=24, help="with --auto-scale-input: the rate clips are resampled to, told to the model and played at; without it the source's own rate is used")
     p.add_argument('--resolution', choices=tuple(RESOLUTIONS), default='high')
     p.add_argument('--aspect-ratio', choices=ASPECT_RATIOS, default='1:1')
     p.add_argument('--stg-scale', type=float, default=1.0, help='spatio-temporal guidance (0–3; 0: off)')

@@ -82,7 +82,7 @@ def test_npz_is_exact_and_matches_the_sampler(triplets, lora, tmp_path):
     assert np.array_equal(frames, direct)
 
 def test_mp4_output_and_base_model(triplets, tmp_path):
-    "Without --lora it samples with the base model; .mp4 is H.264 at the requested rate and size."
+    "Without --lora it samples with the base model; .mp4 is H.264 at the requested size, playing at the rate the model was told."
     from ltx_nb.media import probe_video
     out = tmp_path/'sub'/'out.mp4'
     r = sample('--model', EMBEDDED_MODEL, '--video', piece(triplets, 0, 'end'), '--mask', piece(triplets, 0, 'mask'),
@@ -90,7 +90,9 @@ def test_mp4_output_and_base_model(triplets, tmp_path):
                '--frame-rate', '12', *SMALL, '--out', out)
     assert r.returncode == 0, r.stderr[-3000:]
     info = probe_video(out)
-    assert (info.frames, info.width, info.height, round(info.fps)) == (9, 512, 288, 12)
+    # without --auto-scale-input the source's frames keep their native timing, so the model is told (and the output
+    # plays at) the source's measured 24 fps, not --frame-rate 12 (`dataset.model_fps`, issue 10)
+    assert (info.frames, info.width, info.height, round(info.fps)) == (9, 512, 288, 24)
     import av
     with av.open(str(out)) as c: assert c.streams.video[0].codec_context.name == 'h264'
 
