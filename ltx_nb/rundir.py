@@ -20,7 +20,7 @@ __all__ = ['CONFIG', 'REQUEST', 'REPORT', 'PROGRESS', 'METRICS', 'LORA', 'LOSS_P
            'save_checkpoint', 'list_checkpoints', 'checkpoint_problem', 'latest_checkpoint', 'load_checkpoint',
            'validation_dir', 'read_validation_index', 'write_validation_index', 'process_alive', 'run_status',
            'completed_progress', 'RunDirBusy', 'read_lock', 'acquire_lock', 'release_lock', 'run_lock', 'RunDirError',
-           'raise_run_dir_error']
+           'raise_run_dir_error', 'data_digests', 'data_changes']
 
 # %% ../nbs/16_rundir.ipynb #93a055e0
 CONFIG, REQUEST, REPORT, PROGRESS, METRICS = 'config.json', 'request.json', 'report.json', 'progress.json', 'metrics.jsonl'
@@ -310,3 +310,28 @@ def raise_run_dir_error(e:BaseException, # an exception that stopped a run
     fix = ("free space on that disk, or choose a run_dir (or LTX_NB_CACHE) on another disk" if e.errno in _DISK_FULL
            else "make it writable, or choose another run_dir")
     raise RunDirError(f"cannot write {path}: {e.strerror}; {fix}, then re-run (it resumes from the last checkpoint)") from e
+
+# %% ../nbs/16_rundir.ipynb #57a25bd0
+def data_digests(report, # a `DatasetReport`
+                )->dict[str,str]:
+    "{file (relative to the dataset root): sha256} of every file of the report's usable triplets."
+    root, out = Path(report.root), {}
+    for item in report.ok:
+        for p in item.paths.values():
+            if not p or not Path(p).is_file(): continue
+            p = Path(p)
+            try: key = p.resolve().relative_to(root.resolve()).as_posix()
+            except ValueError: key = str(p)
+            out[key] = _digest(p)
+    return dict(sorted(out.items()))
+
+def data_changes(old:dict|None, # digests a run trained on (None: not recorded)
+                 new:dict|None, # digests of the data now
+                 show:int=4,    # file names shown per kind
+                )->str:
+    "'' when the data is the same (or unknown), else which files changed, were added or removed."
+    if old is None or new is None or old == new: return ''
+    kinds = dict(changed=[k for k in new if k in old and old[k] != new[k]], added=[k for k in new if k not in old],
+                 removed=[k for k in old if k not in new])
+    name = lambda ks: ', '.join(ks[:show]) + (f' and {len(ks) - show} more' if len(ks) > show else '')
+    return '; '.join(f"{kind}: {name(ks)}" for kind, ks in kinds.items() if ks)

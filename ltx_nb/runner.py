@@ -161,7 +161,7 @@ def run_job(job:Job, # a planned job
     "Execute the job notebook for one job with papermill; a refused or failed attempt overwrites nothing."
     import papermill as pm
     d = Path(job.run_dir).absolute(); d.mkdir(parents=True, exist_ok=True)
-    out, tmp = d/JOB_NOTEBOOK, d/f'.{JOB_NOTEBOOK}.{os.getpid()}.running'
+    out, tmp = d/JOB_NOTEBOOK, d/f'.{Path(JOB_NOTEBOOK).stem}.{os.getpid()}.running.ipynb'
     was_completed = completed_progress(d) is not None
     params = {**job.request.to_dict(), 'run_dir': str(d), 'progress': False, 'run_learning_check': learning_check}
     box, t0 = {}, time.time()

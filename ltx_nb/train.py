@@ -16,12 +16,12 @@ from .rundir import (LORA, LOSS_PLOT, DEBUG_ARCHIVE, STATUS_PREPARING, STATUS_RU
                            STATUS_FAILED, STATUS_INTERRUPTED, RUN_ENDED, RunLog, default_run_dir, read_config,
                            write_config, write_request, write_report, read_progress, completed_progress, read_metrics,
                            truncate_metrics, checkpoint_name, save_checkpoint, list_checkpoints, latest_checkpoint,
-                           load_checkpoint, run_lock, raise_run_dir_error, read_request)
+                           load_checkpoint, run_lock, raise_run_dir_error, read_request, data_digests, data_changes)
 
 # %% auto #0
 __all__ = ['shift_mu', 'sample_sigma', 'MaskedBatch', 'masked_batch', 'masked_loss', 'step_loss', 'step_generator',
            'sample_index', 'step_batch', 'precision', 'make_optimizer', 'warmup_schedule', 'peak_memory_mb',
-           'lora_metadata_for', 'plot_loss', 'TrainingFailed', 'TrainResult', 'TrainState', 'start_run',
+           'lora_metadata_for', 'plot_loss', 'TrainingFailed', 'TrainResult', 'TrainState', 'start_run', 'check_data',
            'check_run_dir', 'finished_result', 'prepare_run_dir', 'open_run', 'prepare_data', 'validation_callbacks',
            'attach_lora', 'build_model', 'build_optimizer', 'resume', 'check_finite', 'apply_gradients', 'log_step',
            'train_step', 'StopSignals', 'save_state', 'validate', 'step_hooks', 'interrupt', 'make_bar', 'run_loop',
@@ -212,6 +212,7 @@ class TrainState:
     tokens_per_step: int = 0      # all processes together
     bar: object = None            # the tqdm bar
     signals: object = None        # `StopSignals` while training
+    data: dict|None = None        # {file: sha256} of every qualifying file: part of the run's identity
 
     @property
     def main(self)->bool: return self.acc.is_main_process
@@ -234,12 +235,24 @@ def start_run(r:Request|dict|str, # a request, its dict, or a request JSON path
     run_dir = Path(run_dir or r.run_dir or default_run_dir(r)).absolute()
     return TrainState(r, run_dir, acc, device, mp, gc_on)
 
-def check_run_dir(run_dir:Path, r:Request):
-    "Refuse to mix two different requests in one run directory."
-    old = read_config(run_dir).get('request_hash')
+def check_data(st:TrainState, progress:bool=True):
+    "The dataset report of the request (main process first) and the digests of its qualifying files."
+    from ltx_nb.dataset import check_dataset
+    with st.acc.main_process_first(): report = check_dataset(st.r, progress=progress and st.main)
+    st.data = data_digests(report)
+    return report
+
+def check_run_dir(run_dir:Path, r:Request, data:dict|None=None):
+    "Refuse to mix two different requests, or one request on different data, in one run directory."
+    cfg = read_config(run_dir)
+    old = cfg.get('request_hash')
     if old and old != request_hash(r):
         raise RequestError([f"run_dir {run_dir}: holds a run of a different request (hash {old}, this one is "
                             f"{request_hash(r)}); choose another run_dir or delete that folder"])
+    changed = data_changes(cfg.get('data_files'), data)
+    if changed:
+        raise RequestError([f"run_dir {run_dir}: holds a run of this request on other data ({changed}); its LoRA was "
+                            "not trained on the data as it is now: choose another run_dir, or delete that folder"])
 
 def finished_result(run_dir:Path)->TrainResult|None:
     "The result of an already completed run in `run_dir`, if there is one."
@@ -250,33 +263,31 @@ def finished_result(run_dir:Path)->TrainResult|None:
 def prepare_run_dir(st:TrainState)->TrainResult|None:
     "Create and check the run directory; the finished result when this request already completed there."
     if st.main:
-        st.run_dir.mkdir(parents=True, exist_ok=True); check_run_dir(st.run_dir, st.r)
+        st.run_dir.mkdir(parents=True, exist_ok=True); check_run_dir(st.run_dir, st.r, st.data)
     st.acc.wait_for_everyone()
     return finished_result(st.run_dir)
 
-def open_run(st:TrainState):
-    "Start the progress log and write the request and config."
+def open_run(st:TrainState, report):
+    "Start the progress log; write the request, the config (with the data's digests) and the dataset report."
     st.log = RunLog(st.run_dir, st.r.number_of_steps, enabled=st.main)
     st.log.update(status=STATUS_PREPARING)
-    if st.main: write_config(st.run_dir, st.r); write_request(st.run_dir, st.r)
+    if st.main:
+        write_config(st.run_dir, st.r, data_files=st.data); write_request(st.run_dir, st.r); write_report(st.run_dir, report)
 
 # %% ../nbs/08_train.ipynb #507eefff
-def prepare_data(st:TrainState, progress:bool=True):
-    "Check, (debug archive), cache latents and text, embed validation prompts; load the cached items."
-    from ltx_nb.dataset import check_dataset, write_debug_dataset
+def prepare_data(st:TrainState, report, progress:bool=True):
+    "Stop on an unusable dataset, (debug archive), cache latents and text, embed validation prompts; load the items."
+    from ltx_nb.dataset import write_debug_dataset
     from ltx_nb.latents import cache_dataset, encode_prompts
     r, acc, main = st.r, st.acc, st.main
+    report.raise_for_status()
     with acc.main_process_first():
-        report = check_dataset(r, progress=progress and main)
-        if main: write_report(st.run_dir, report)
-        report.raise_for_status()
         if main and r.debug_dataset: write_debug_dataset(report, r, st.run_dir/DEBUG_ARCHIVE, progress=progress)
         cached = cache_dataset(report, r, device=acc.device, progress=progress and main)
         if r.validation:
             from ltx_nb.sampler import validation_prompts
             encode_prompts(validation_prompts(r), r.model, device=acc.device)
     st.items = [c.load(acc.device) for c in cached]
-    return report
 
 def validation_callbacks(st:TrainState, callbacks=None)->list:
     "`callbacks`, or the masked validation sampler when the request has validation entries (its failures are warnings)."
@@ -491,12 +502,13 @@ def train(r:Request|dict|str, # a request, its dict, or a request JSON path
          )->TrainResult:
     "Train the masked, reference-guided LoRA of a request; resumes from the newest checkpoint in its run directory."
     st = start_run(r, run_dir)
+    report = check_data(st, progress)
     done = prepare_run_dir(st)
     if done is not None: return done
     with run_lock(st.run_dir, enabled=st.main), StopSignals() as st.signals:
         try:
-            open_run(st)
-            prepare_data(st, progress)
+            open_run(st, report)
+            prepare_data(st, report, progress)
             st.callbacks = validation_callbacks(st, callbacks)
             build_model(st)
             build_optimizer(st)
