@@ -48,9 +48,12 @@ def checkpoint_name(step:int)->str:
 # %% ../nbs/16_rundir.ipynb #ddd6ebd1
 def read_json(path:str|Path, # a JSON file
              )->dict:
-    "The file's object, or {} when it is missing or unreadable."
-    try: return json.loads(Path(path).read_text())
-    except (OSError, ValueError): return {}
+    "The file's object, or {} when it is missing, unreadable, not a regular file, or not a JSON object."
+    from ltx_nb.core import load_json
+    if not os.path.lexists(path): return {}
+    try: v = load_json(path)  # by type and capped: a FIFO or a forged file never blocks or floods a poll
+    except (RequestError, OSError): return {}
+    return v if isinstance(v, dict) else {}
 
 def write_config(run_dir:str|Path, # the run directory
                  r:Request,        # the request it trains
