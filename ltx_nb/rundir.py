@@ -6,7 +6,7 @@ Docs: https://ltx-nb.github.io/ltx_nb/rundir.html.md"""
 
 # %% ../nbs/16_rundir.ipynb #6bf82113
 from __future__ import annotations
-import contextlib, hashlib, json, os, shutil, socket, time, warnings
+import contextlib, errno, hashlib, json, os, shutil, socket, time, warnings
 from pathlib import Path
 from .core import Request, RequestError, LtxNbError, TRAINING_TYPE, request_hash, load_request, atomic_path, write_json
 
@@ -19,7 +19,8 @@ __all__ = ['CONFIG', 'REQUEST', 'REPORT', 'PROGRESS', 'METRICS', 'LORA', 'LOSS_P
            'write_report', 'read_progress', 'append_metrics', 'read_metrics', 'truncate_metrics', 'RunLog',
            'save_checkpoint', 'list_checkpoints', 'checkpoint_problem', 'latest_checkpoint', 'load_checkpoint',
            'validation_dir', 'read_validation_index', 'write_validation_index', 'process_alive', 'run_status',
-           'completed_progress', 'RunDirBusy', 'read_lock', 'acquire_lock', 'release_lock', 'run_lock']
+           'completed_progress', 'RunDirBusy', 'read_lock', 'acquire_lock', 'release_lock', 'run_lock', 'RunDirError',
+           'raise_run_dir_error', 'data_digests', 'data_changes']
 
 # %% ../nbs/16_rundir.ipynb #93a055e0
 CONFIG, REQUEST, REPORT, PROGRESS, METRICS = 'config.json', 'request.json', 'report.json', 'progress.json', 'metrics.jsonl'
@@ -47,9 +48,12 @@ def checkpoint_name(step:int)->str:
 # %% ../nbs/16_rundir.ipynb #ddd6ebd1
 def read_json(path:str|Path, # a JSON file
              )->dict:
-    "The file's object, or {} when it is missing or unreadable."
-    try: return json.loads(Path(path).read_text())
-    except (OSError, ValueError): return {}
+    "The file's object, or {} when it is missing, unreadable, not a regular file, or not a JSON object."
+    from ltx_nb.core import load_json
+    if not os.path.lexists(path): return {}
+    try: v = load_json(path)  # by type and capped: a FIFO or a forged file never blocks or floods a poll
+    except (RequestError, OSError): return {}
+    return v if isinstance(v, dict) else {}
 
 def write_config(run_dir:str|Path, # the run directory
                  r:Request,        # the request it trains
@@ -293,3 +297,44 @@ def run_lock(run_dir:str|Path, # the run directory (exists)
     acquire_lock(run_dir)
     try: yield
     finally: release_lock(run_dir)
+
+# %% ../nbs/16_rundir.ipynb #e63e9558
+class RunDirError(LtxNbError):
+    "A file of the run could not be written (disk full, no permission): the path and the fix."
+
+_DISK_FULL, _NO_ACCESS = (errno.ENOSPC, errno.EDQUOT), (errno.EACCES, errno.EPERM, errno.EROFS)
+
+def raise_run_dir_error(e:BaseException, # an exception that stopped a run
+                        run_dir:str|Path, # the run directory
+                       ):
+    "Re-raise a disk-full or permission `OSError` as a `RunDirError` naming the path and the fix (else do nothing)."
+    if not isinstance(e, OSError) or e.errno not in _DISK_FULL + _NO_ACCESS: return
+    path = e.filename or run_dir
+    fix = ("free space on that disk, or choose a run_dir (or LTX_NB_CACHE) on another disk" if e.errno in _DISK_FULL
+           else "make it writable, or choose another run_dir")
+    raise RunDirError(f"cannot write {path}: {e.strerror}; {fix}, then re-run (it resumes from the last checkpoint)") from e
+
+# %% ../nbs/16_rundir.ipynb #57a25bd0
+def data_digests(report, # a `DatasetReport`
+                )->dict[str,str]:
+    "{file (relative to the dataset root): sha256} of every file of the report's usable triplets."
+    root, out = Path(report.root), {}
+    for item in report.ok:
+        for p in item.paths.values():
+            if not p or not Path(p).is_file(): continue
+            p = Path(p)
+            try: key = p.resolve().relative_to(root.resolve()).as_posix()
+            except ValueError: key = str(p)
+            out[key] = _digest(p)
+    return dict(sorted(out.items()))
+
+def data_changes(old:dict|None, # digests a run trained on (None: not recorded)
+                 new:dict|None, # digests of the data now
+                 show:int=4,    # file names shown per kind
+                )->str:
+    "'' when the data is the same (or unknown), else which files changed, were added or removed."
+    if old is None or new is None or old == new: return ''
+    kinds = dict(changed=[k for k in new if k in old and old[k] != new[k]], added=[k for k in new if k not in old],
+                 removed=[k for k in old if k not in new])
+    name = lambda ks: ', '.join(ks[:show]) + (f' and {len(ks) - show} more' if len(ks) > show else '')
+    return '; '.join(f"{kind}: {name(ks)}" for kind, ks in kinds.items() if ks)

@@ -380,7 +380,8 @@ class Validator:
         from ltx_nb.latents import encode_prompts, load_tensors, release
         from ltx_nb.model import load_vae, load_scheduler, compute_dtype
         r = self.r
-        root = Path(run_dir or self.run_dir)/'validation'
+        from ltx_nb.rundir import validation_dir
+        root = validation_dir(run_dir or self.run_dir)
         p = next(transformer.parameters())
         dev = p.device
         ks = range(len(r.validation))
@@ -428,10 +429,9 @@ class Validator:
         rows = [np.pad(x, ((0, 0), (0, 0), (0, width - x.shape[2]), (0, 0))) for x in rows]
         _save_png(d/'sheet.png', contact_sheet(rows))
         write_video(d/'reel.mp4', np.concatenate(rows, axis=1), fps)
-        with open(Path(root).parent/'metrics.jsonl', 'a') as f:
-            for k, m in enumerate(metrics): f.write(json.dumps(dict(kind='validation', step=step, entry=k, **m)) + '\n')
-        idx_path = root/'index.json'
-        index = json.loads(idx_path.read_text()) if idx_path.exists() else {}
+        from ltx_nb.rundir import append_metrics, read_validation_index, write_validation_index, VALIDATION_REEL
+        append_metrics(root.parent, [dict(kind='validation', step=step, entry=k, **m) for k, m in enumerate(metrics)])
+        index = read_validation_index(root.parent, missing_ok=True)
         point = dict(step=step, dir=name, videos=[f'{name}/entry-{k}.mp4' for k in range(len(inputs))],
                      sheet=f'{name}/sheet.png', reel=f'{name}/reel.mp4', metrics=metrics)
         points = [q for q in index.get('points', []) if q['step'] < step] + [point]  # later points belong to lost work
@@ -442,11 +442,11 @@ class Validator:
                         source=f'entry-{k}/source.mp4', reference=f'entry-{k}/reference.mp4', mask=f'entry-{k}/mask.npz',
                         ground_truth=self.ground_truth(k), frames=int(inp.source.shape[0]),
                         size=[int(inp.source.shape[2]), int(inp.source.shape[1])]) for k, inp in enumerate(inputs)]
-        write_json(idx_path, dict(entries=entries, prompts=[e['prompt'] for e in entries],
+        write_validation_index(root.parent, dict(entries=entries, prompts=[e['prompt'] for e in entries],
                                   negative_prompt=r.validation_negative_prompt, fps=fps, seed=r.seed,
                                   steps=r.validation_num_inference_steps, guidance_scale=r.validation_guidance_scale,
                                   stg_scale=r.stg_scale, reel='../validation.mp4', points=points))
-        concat_videos([root/q['reel'] for q in points], Path(root).parent/'validation.mp4')
+        concat_videos([root/q['reel'] for q in points], root.parent/VALIDATION_REEL)
         return point
 
 def make_validation_callback(r:Request, run_dir:str|Path|None=None, is_main:bool|None=None, **kw)->Validator:
