@@ -330,10 +330,10 @@ def train(r:Request|dict|str, # a request, its dict, or a request JSON path
         cached = cache_dataset(report, r, device=acc.device, progress=progress and main)
         if r.validation:  # embed validation prompts now, so no text encoder loads mid-training
             from ltx_nb.latents import encode_prompts
-            from ltx_nb.sampler import validation_prompts
+            from ltx_nb.validation import validation_prompts
             encode_prompts(validation_prompts(r), r.model, device=acc.device)
     if callbacks is None:
-        from ltx_nb.sampler import make_validation_callback
+        from ltx_nb.validation import make_validation_callback
         callbacks = [make_validation_callback(r, run_dir, is_main=main)] if r.validation else []
     samples = [c.load(acc.device) for c in cached]
     # model: frozen base in the compute dtype, trainable LoRA in fp32

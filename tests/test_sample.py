@@ -20,9 +20,9 @@ def _wired()->bool:
     return EXE.exists() and subprocess.run([str(EXE), 'sample', '--help'], capture_output=True).returncode == 0
 
 def sample(*args, timeout=600)->subprocess.CompletedProcess:
-    "Run `ltx-nb sample ARGS` (through `ltx_nb.sampler.sample_main` until the console script has it)."
+    "Run `ltx-nb sample ARGS` (through `ltx_nb.cli.main` when the console script is not installed)."
     cmd = ([str(EXE), 'sample'] if _wired() else
-           [sys.executable, '-c', 'import sys; from ltx_nb.sampler import sample_main; sys.exit(sample_main(sys.argv[1:]))'])
+           [sys.executable, '-c', 'import sys; from ltx_nb.cli import main; sys.exit(main(["sample", *sys.argv[1:]]))'])
     env = {**os.environ, 'HF_HUB_OFFLINE': '1'}
     return subprocess.run([*cmd, *map(str, args)], capture_output=True, text=True, timeout=timeout, env=env, cwd=ROOT)
 
@@ -54,7 +54,8 @@ def test_npz_is_exact_and_matches_the_sampler(triplets, lora, tmp_path):
     import torch
     from ltx_nb.latents import encode_prompts, load_tensors
     from ltx_nb.model import load_transformer, load_vae, load_scheduler, add_lora, set_lora_state, load_lora_state
-    from ltx_nb.sampler import fit_validation_entry, sample_masked
+    from ltx_nb.dataset import fit_validation_entry, ValidationFit
+    from ltx_nb.sampler import sample_masked, SampleSettings
     prompt = 'replace the panel with stripes'
     out = tmp_path/'out.npz'
     r = sample('--model', EMBEDDED_MODEL, '--lora', lora, '--video', piece(triplets, 1, 'end'), '--mask', piece(triplets, 1, 'mask'),
@@ -68,7 +69,7 @@ def test_npz_is_exact_and_matches_the_sampler(triplets, lora, tmp_path):
         validation_resolution='low', validation_aspect_ratio='16:9', reference_downscale_factor=2,
         validation=[dict(prompt=prompt, video_url=str(piece(triplets, 1, 'end')), mask_url=str(piece(triplets, 1, 'mask')),
                          reference_video_url=str(piece(triplets, 1, 'start')))]))
-    inp = fit_validation_entry(req.validation[0], req)
+    inp = fit_validation_entry(req.validation[0], ValidationFit.from_request(req))
     assert frames.shape == inp.source.shape == (9, 288, 512, 3) and inp.reference.shape == (9, 160, 256, 3)
     assert np.array_equal(white, inp.white) and 0 < white.mean() < 1
     assert np.array_equal(frames[~white], inp.source[~white])               # kept pixels: exactly the source
@@ -76,8 +77,8 @@ def test_npz_is_exact_and_matches_the_sampler(triplets, lora, tmp_path):
     tr = add_lora(load_transformer(EMBEDDED_MODEL).requires_grad_(False), 4)
     set_lora_state(tr, load_lora_state(lora)); tr.eval()
     pos, neg = [load_tensors(p) for p in encode_prompts([prompt, DEFAULT_NEGATIVE_PROMPT], EMBEDDED_MODEL)]
-    direct = sample_masked(tr, load_vae(EMBEDDED_MODEL), load_scheduler(EMBEDDED_MODEL), inp, pos['context'], pos['mask'],
-                           neg['context'], neg['mask'], steps=1, seed=7)
+    direct = sample_masked(tr, load_vae(EMBEDDED_MODEL), load_scheduler(EMBEDDED_MODEL), inp, (pos, neg),
+                           SampleSettings(steps=1, seed=7))
     assert np.array_equal(frames, direct)
 
 def test_mp4_output_and_base_model(triplets, tmp_path):
@@ -138,7 +139,7 @@ def test_validation_during_training(triplets, tmp_path):
     from ltx_nb.core import load_request
     from ltx_nb.media import probe_video
     from ltx_nb.latents import encode_prompts
-    from ltx_nb.sampler import make_validation_callback, validation_prompts
+    from ltx_nb.validation import make_validation_callback, validation_prompts
     from ltx_nb.train import train, read_metrics
     entries = [dict(prompt=f'entry {i}', video_url=str(piece(triplets, i, 'end')), mask_url=str(piece(triplets, i, 'mask')),
                     reference_video_url=str(piece(triplets, i, 'start'))) for i in (1,)]
