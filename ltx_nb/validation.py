@@ -76,6 +76,7 @@ def __call__(self:Validator, step:int, transformer, run_dir:str|Path|None=None, 
     from ltx_nb.latents import encode_prompts, load_tensors, release
     from ltx_nb.model import load_vae, load_scheduler, compute_dtype
     from ltx_nb.sampler import check_finite_lora
+    from ltx_nb.rundir import validation_dir
     r, run_dir = self.r, Path(run_dir or self.run_dir)
     check_finite_lora(dict(transformer.named_parameters()), f"validation at step {step} of {run_dir}",
                       'training diverged: resume from an earlier checkpoint with a lower learning_rate')
@@ -91,7 +92,7 @@ def __call__(self:Validator, step:int, transformer, run_dir:str|Path|None=None, 
     finally:
         transformer.train(was_training)
         release(vae)
-    return self._write(run_dir/'validation', step, inputs, results)
+    return self._write(validation_dir(run_dir), step, inputs, results)
 
 @patch
 def _sample(self:Validator, k:int, inp, transformer, vae, embeds:tuple)->np.ndarray:
@@ -122,7 +123,8 @@ def _write_point(self:Validator, root:Path, step:int, inputs:list, results:list)
     from ltx_nb.media import write_video
     from ltx_nb.metrics import validation_metrics
     from ltx_nb.reels import make_reel_row, contact_sheet, save_png
-    name, fps = f'step-{step:06d}', inputs[0].fps
+    from ltx_nb.rundir import checkpoint_name
+    name, fps = checkpoint_name(step), inputs[0].fps
     d = root/name; d.mkdir(parents=True, exist_ok=True)
     metrics, rows = [], []
     for k, (inp, res) in enumerate(zip(inputs, results)):
@@ -140,6 +142,7 @@ def _write_point(self:Validator, root:Path, step:int, inputs:list, results:list)
 @patch
 def _index(self:Validator, inputs:list, points:list)->dict:
     "The validation index: entries, prompts, the sampling settings and the points."
+    from ltx_nb.rundir import VALIDATION_REEL
     r, st = self.r, self.settings
     entries = [dict(entry=k, name=inp.name, prompt=inp.prompt, **{key: r.validation[k][key] for key in VALIDATION_KEYS[1:]},
                     source=f'entry-{k}/source.mp4', reference=f'entry-{k}/reference.mp4', mask=f'entry-{k}/mask.npz',
@@ -147,24 +150,24 @@ def _index(self:Validator, inputs:list, points:list)->dict:
                     size=[int(inp.source.shape[2]), int(inp.source.shape[1])]) for k, inp in enumerate(inputs)]
     return dict(entries=entries, prompts=[e['prompt'] for e in entries], negative_prompt=st.negative_prompt,
                 fps=inputs[0].fps, seed=st.seed, steps=st.steps, guidance_scale=st.guidance_scale,
-                stg_scale=st.stg_scale, reel='../validation.mp4', points=points)
+                stg_scale=st.stg_scale, reel=f'../{VALIDATION_REEL}', points=points)
 
 @patch
 def _write(self:Validator, root:Path, step:int, inputs:list, results:list)->dict:
-    "Write this point's files, metrics, index and reel."
+    "Write this point's files, metrics, index and reel (the formats are `ltx_nb.rundir`'s)."
     import shutil
     from ltx_nb.reels import concat_videos
+    from ltx_nb.rundir import append_metrics, read_validation_index, write_validation_index, VALIDATION_REEL
+    run_dir = Path(root).parent
     self._write_inputs(root, inputs)
     point = self._write_point(root, step, inputs, results)
-    with open(Path(root).parent/'metrics.jsonl', 'a') as f:
-        for k, m in enumerate(point['metrics']): f.write(json.dumps(dict(kind='validation', step=step, entry=k, **m)) + '\n')
-    idx_path = root/'index.json'
-    old = json.loads(idx_path.read_text()).get('points', []) if idx_path.exists() else []
+    append_metrics(run_dir, [dict(kind='validation', step=step, entry=k, **m) for k, m in enumerate(point['metrics'])])
+    old = read_validation_index(run_dir, missing_ok=True).get('points', [])
     for q in old:  # later points belong to lost work
         if q['step'] > step and (root/q['dir']).is_dir(): shutil.rmtree(root/q['dir'], ignore_errors=True)
     points = [q for q in old if q['step'] < step] + [point]
-    write_json(idx_path, self._index(inputs, points))
-    concat_videos([root/q['reel'] for q in points], Path(root).parent/'validation.mp4')
+    write_validation_index(run_dir, self._index(inputs, points))
+    concat_videos([root/q['reel'] for q in points], run_dir/VALIDATION_REEL)
     return point
 
 def make_validation_callback(r:Request, run_dir:str|Path|None=None, is_main:bool|None=None, **kw)->Validator:

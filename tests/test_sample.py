@@ -158,3 +158,29 @@ def test_validation_during_training(triplets, tmp_path):
     assert all(m['kept_max_error'] == 0 and m['psnr_region'] is not None for m in rows)  # sources are training targets
     assert len([m for m in read_metrics(res.run_dir) if 'loss' in m]) == 100
     assert probe_video(res.run_dir/'validation.mp4').frames == 2 * 9
+
+def _scaled_lora(src:Path, dest:Path, value:float)->Path:
+    "A copy of LoRA `src` with every lora_B weight set to `value`."
+    from safetensors.torch import load_file, save_file
+    from ltx_nb.model import lora_metadata
+    sd = load_file(str(src))
+    save_file({k: v.fill_(value) if 'lora_B' in k else v for k, v in sd.items()}, str(dest), lora_metadata(src))
+    return dest
+
+def test_nan_lora_is_refused_by_name(triplets, lora, tmp_path):
+    "A LoRA holding NaN exits 2 naming the file, before any model loads; no output is written."
+    bad = _scaled_lora(lora, tmp_path/'nan.safetensors', float('nan'))
+    r = sample('--model', EMBEDDED_MODEL, '--lora', bad, '--video', piece(triplets, 0, 'end'), '--mask', piece(triplets, 0, 'mask'),
+               '--reference', piece(triplets, 0, 'start'), '--steps', '1', *SMALL, '--out', tmp_path/'o.npz')
+    assert r.returncode == 2, (r.returncode, r.stderr[-2000:])
+    assert 'nan.safetensors' in r.stderr and 'NaN or infinity' in r.stderr and 'Traceback' not in r.stderr
+    assert not (tmp_path/'o.npz').exists()
+
+def test_non_finite_prediction_stops_with_a_clear_error(triplets, lora, tmp_path):
+    "Finite LoRA weights so large that the prediction overflows: exit 1 with the step named, no black output."
+    huge = _scaled_lora(lora, tmp_path/'huge.safetensors', 3e38)
+    r = sample('--model', EMBEDDED_MODEL, '--lora', huge, '--video', piece(triplets, 0, 'end'), '--mask', piece(triplets, 0, 'mask'),
+               '--reference', piece(triplets, 0, 'start'), '--steps', '1', *SMALL, '--out', tmp_path/'o.npz')
+    assert r.returncode == 1, (r.returncode, r.stderr[-2000:])
+    assert 'not finite' in r.stderr and 'step 1 of 1' in r.stderr and 'Traceback' not in r.stderr
+    assert not (tmp_path/'o.npz').exists()
