@@ -511,7 +511,7 @@ def test_check_fits_validation_entries(clips, cache, tmp_path):
     assert 'validation[0].video_url' in err and 'needs 33' in err and 'validation_number_of_frames' in err, err
     assert 'validation[1].video_url' in err and 'nothing-listens-here.mp4' in err, err
     assert 'Traceback' not in err
-    ok = check(_request_with_validation(clips, tmp_path), '--json', cache=cache, workdir=tmp_path/'wd')
+    ok = check(_request_with_validation(clips, tmp_path, validation_number_of_frames=17), '--json', cache=cache, workdir=tmp_path/'wd')
     assert ok.returncode == 2 and 'validation[0]' not in ok.stderr and 'validation[1].video_url' in ok.stderr
     assert json.loads(ok.stdout)['validation_problems'] == [l.strip()[2:] for l in ok.stderr.splitlines() if l.strip().startswith('- ')]
 
