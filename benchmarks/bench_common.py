@@ -45,7 +45,7 @@ def synthetic_sample(size:tuple[int,int], # target bucket (width, height)
                      device='cpu', seed:int=0, regen:float=0.4, # fraction of target tokens regenerated (a centred box)
                      context_tokens:int=CONTEXT_TOKENS,
                     )->dict:
-    "A cached sample as `CachedSample.load` returns it: random latents, a centred box to regenerate, a text context."
+    "A cached item as `CachedItem.load` returns it: random latents, a centred box to regenerate, a text context."
     import torch
     from ltx_nb.bench import step_tokens
     t = step_tokens(size, frames, factor)
@@ -56,7 +56,7 @@ def synthetic_sample(size:tuple[int,int], # target bucket (width, height)
     keep[:, (H - bh) // 2:(H - bh) // 2 + bh, (W - bw) // 2:(W - bw) // 2 + bw] = 0
     s = dict(target=torch.randn(LATENT_CHANNELS, F, H, W, generator=g),
              reference=torch.randn(LATENT_CHANNELS, *rg, generator=g), keep=keep,
-             context=torch.randn(context_tokens, context_dim, generator=g), mask=torch.ones(context_tokens, dtype=torch.long))
+             context=torch.randn(context_tokens, context_dim, generator=g), context_mask=torch.ones(context_tokens, dtype=torch.long))
     return {k: v.to(device) for k, v in s.items()}
 
 

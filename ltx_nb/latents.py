@@ -14,7 +14,7 @@ from .core import Request, cache_dir, latent_grid, atomic_path
 from .dataset import DatasetReport, TripletReport, load_triplet, dataset_settings
 
 # %% auto #0
-__all__ = ['file_digest', 'component_fingerprint', 'latent_key', 'text_key', 'save_tensors', 'load_tensors', 'CachedSample',
+__all__ = ['file_digest', 'component_fingerprint', 'latent_key', 'text_key', 'save_tensors', 'load_tensors', 'CachedItem',
            'release', 'encode_prompts', 'cache_dataset']
 
 # %% ../nbs/07_latents.ipynb #a276c8f2
@@ -56,7 +56,7 @@ def latent_key(item:TripletReport, r:Request, model:str)->str:
 
 def text_key(prompt:str, model:str)->str:
     "Cache key of a prompt's text embeddings."
-    return _key('text-v1', prompt, component_fingerprint(model, 'text_encoder'), component_fingerprint(model, 'connectors'))
+    return _key('text-v2', prompt, component_fingerprint(model, 'text_encoder'), component_fingerprint(model, 'connectors'))
 
 # %% ../nbs/07_latents.ipynb #53fc8e98
 def save_tensors(tensors:dict, path:str|Path, metadata:dict|None=None)->Path:
@@ -76,15 +76,15 @@ def load_tensors(path:str|Path, device='cpu')->dict:
 
 # %% ../nbs/07_latents.ipynb #f275a889
 @dataclass
-class CachedSample:
-    "One training sample in the cache: where its latents and its caption's embeddings are."
+class CachedItem:
+    "One training item in the cache: where its latents and its caption's embeddings are."
     name: str
     latents: Path   # target (C,F,H,W), reference (C,F,h,w), keep (F,H,W)
-    text: Path      # context (L,D), mask (L,)
+    text: Path      # context (L,D), context_mask (L,)
     caption: str
 
     def load(self, device='cpu')->dict:
-        "The sample's tensors."
+        "The item's tensors."
         return {**load_tensors(self.latents, device), **load_tensors(self.text, device)}
 
 def release(*objs):
@@ -99,7 +99,7 @@ def encode_prompts(prompts:list[str], # captions or validation prompts
                    cache:Path|None=None, # cache root (default: the ltx_nb cache)
                    device='cpu', dtype=None,
                   )->list[Path]:
-    "Cached text embeddings (context, mask) of each prompt; encodes only the new ones."
+    "Cached text embeddings (context, context_mask) of each prompt; encodes only the new ones."
     cache = Path(cache) if cache else cache_dir('latents')
     paths = [cache/'text'/f'{text_key(p, model)}.safetensors' for p in prompts]
     todo = [(p, path) for p, path in zip(prompts, paths) if not path.exists()]
@@ -108,7 +108,7 @@ def encode_prompts(prompts:list[str], # captions or validation prompts
         te = load_text_encoder(model, dtype, device)
         for p, path in todo:
             ctx, _, mask = te.encode(p)
-            save_tensors(dict(context=ctx[0], mask=mask[0]), path, dict(prompt=p))
+            save_tensors(dict(context=ctx[0], context_mask=mask[0]), path, dict(prompt=p))
         release(te)
     return paths
 
@@ -117,7 +117,7 @@ def cache_dataset(report:DatasetReport, # a checked dataset
                   cache:Path|None=None, # cache root (default: the ltx_nb cache)
                   device='cpu', dtype=None,
                   progress:bool=True,
-                 )->list[CachedSample]:
+                 )->list[CachedItem]:
     "Encode every qualifying triplet (latents, keep-mask, caption) into the cache; reuse what is there."
     from tqdm.auto import tqdm
     cache = Path(cache) if cache else cache_dir('latents')
@@ -134,4 +134,4 @@ def cache_dataset(report:DatasetReport, # a checked dataset
                               keep=torch.from_numpy(ft.keep)), path, dict(name=item.name))
         release(vae)
     txt_paths = encode_prompts([i.caption for i in items], r.model, cache, device, dtype)
-    return [CachedSample(i.name, lp, tp, i.caption) for i, lp, tp in zip(items, lat_paths, txt_paths)]
+    return [CachedItem(i.name, lp, tp, i.caption) for i, lp, tp in zip(items, lat_paths, txt_paths)]

@@ -35,7 +35,7 @@ def demo_request_path()->Path:
     if here.exists(): return here
     d = cache_dir('demo_samples')
     if not (d/'request.json').exists():
-        from ltx_nb.samples import write_data_samples
+        from ltx_nb.synth import write_data_samples
         write_data_samples(d)
     return d/'request.json'
 

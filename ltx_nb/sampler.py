@@ -110,11 +110,11 @@ def _guided_x0(transformer, x, r_tok, regen, ts, sig, coords, ctx, cmask, s:floa
     return guided
 
 def _text_batch(embeds:tuple, cfg:bool, dev)->tuple:
-    "(context, mask) batch of the prompt (and the negative prompt under CFG)."
+    "(context, context_mask) batch of the prompt (and the negative prompt under CFG)."
     pos, neg = embeds
     if cfg and neg is None: raise ValueError('guidance_scale > 1 needs the negative prompt: embeds = (prompt, negative)')
     ctx, cmask = _pad_context([pos['context'], neg['context']] if cfg else [pos['context']],
-                              [pos['mask'], neg['mask']] if cfg else [pos['mask']])
+                              [pos['context_mask'], neg['context_mask']] if cfg else [pos['context_mask']])
     return ctx.to(dev), cmask.to(dev)
 
 # %% ../nbs/09_sampler.ipynb #4bdf0901

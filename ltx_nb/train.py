@@ -48,7 +48,7 @@ class MaskedBatch:
     n_ref: int
 
 def masked_batch(transformer, # the video transformer (for RoPE)
-                 s:dict,      # a cached sample: target, reference, keep, context, mask
+                 s:dict,      # a cached item: target, reference, keep, context, context_mask
                  sigma:float, # noise level of the regenerated tokens
                  noise,       # (N, C) standard normal
                  fps:float=24.0,
@@ -66,7 +66,7 @@ def masked_batch(transformer, # the video transformer (for RoPE)
     t = torch.cat([torch.zeros(ref.shape[0], dtype=x.dtype), sigma * regen.cpu()]).to(x.device)
     coords = sequence_coords(transformer, tuple(ref_lat.shape[1:]), tuple(s['target'].shape[1:]), fps).to(x.device)
     return MaskedBatch(torch.cat([ref, xt])[None], t[None], torch.tensor([sigma], device=x.device), coords,
-                       s['context'][None], s['mask'][None], (noise - x)[None], regen[None], ref.shape[0])
+                       s['context'][None], s['context_mask'][None], (noise - x)[None], regen[None], ref.shape[0])
 
 def masked_loss(pred, # (1, N, C) predicted velocity of the target tokens
                 velocity, # (1, N, C) true velocity

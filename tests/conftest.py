@@ -13,9 +13,9 @@ def _isolated_cache(tmp_path_factory):
 @pytest.fixture(scope='session')
 def triplets(tmp_path_factory):
     "Three small triplets (25 frames) in a folder, made once per session."
-    from ltx_nb.samples import make_samples
+    from ltx_nb.synth import make_triplets
     d = tmp_path_factory.mktemp('triplets')
-    make_samples(d, n=3, frames=25)
+    make_triplets(d, n=3, frames=25)
     return d
 
 def ltx_nb(*args, cwd=None, timeout=600):

@@ -72,16 +72,16 @@ def write_png(path:Path, img:np.ndarray)->Path:
 @pytest.fixture(scope='module')
 def clips(tmp_path_factory)->Path:
     "Three 64×64 triplets of 25 frames (mp4 + png mask, mov + mp4 mask, webm + jpg mask), with captions."
-    from ltx_nb.samples import make_samples
+    from ltx_nb.synth import make_triplets
     d = tmp_path_factory.mktemp('clips')
-    make_samples(d, n=3, frames=25, size=(64, 64))
+    make_triplets(d, n=3, frames=25, size=(64, 64))
     return d
 
 @pytest.fixture(scope='module')
 def clips_zip(tmp_path_factory)->Path:
     "The first two of those triplets in a zip, under a sub-folder."
-    from ltx_nb.samples import make_samples_zip
-    return make_samples_zip(tmp_path_factory.mktemp('zips')/'clips.zip', n=2, frames=25, size=(64, 64), prefix='set')
+    from ltx_nb.synth import make_triplets_zip
+    return make_triplets_zip(tmp_path_factory.mktemp('zips')/'clips.zip', n=2, frames=25, size=(64, 64), prefix='set')
 
 @pytest.fixture
 def wd(tmp_path)->Path: return tmp_path/'work'
@@ -492,7 +492,7 @@ def test_caption_encodings(clips, cache, tmp_path):
 
 def _request_with_validation(clips:Path, tmp_path:Path, **kw)->Path:
     "A request on `clips` whose two validation entries are a 25-frame clip and an unreachable URL."
-    from ltx_nb.samples import triplet_files
+    from ltx_nb.synth import triplet_files
     f = triplet_files(0)
     entries = [dict(prompt='a', video_url=str(clips/f['end']), mask_url=str(clips/f['mask']), reference_video_url=str(clips/f['start'])),
                dict(prompt='b', video_url='http://127.0.0.1:9/nothing-listens-here.mp4', mask_url=str(clips/f['mask']),

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from ltx_nb.core import EMBEDDED_MODEL, DEFAULT_NEGATIVE_PROMPT, parse_request
-from ltx_nb.samples import triplet_files
+from ltx_nb.synth import triplet_files
 
 ROOT = Path(__file__).resolve().parents[1]
 EXE = Path(sys.executable).parent/'ltx-nb'

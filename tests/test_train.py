@@ -101,9 +101,9 @@ def checkpoint_state(ck:Path)->tuple[int,int]:
 @pytest.fixture(scope='module')
 def data(tmp_path_factory)->Path:
     "Three triplets of 17 frames (the generator's mix of sizes, containers and mask kinds)."
-    from ltx_nb.samples import make_samples
+    from ltx_nb.synth import make_triplets
     d = tmp_path_factory.mktemp('train_data')
-    make_samples(d, n=3, frames=17)
+    make_triplets(d, n=3, frames=17)
     return d
 
 @pytest.fixture(scope='module')
@@ -392,9 +392,9 @@ LEARN = dict(number_of_steps=500, learning_rate=3e-3, warmup_steps=20, checkpoin
 
 @pytest.fixture(scope='module')
 def learning_proc(tmp_path_factory, work):
-    from ltx_nb.samples import make_samples
+    from ltx_nb.synth import make_triplets
     d = tmp_path_factory.mktemp('learn_data')
-    make_samples(d, n=5, frames=17)
+    make_triplets(d, n=5, frames=17)
     req = write_request(work/'learn.json', d, **LEARN)
     run_dir, log = work/'learn', work/'learn.log'
     proc = ltx_start(req, run_dir, log)
