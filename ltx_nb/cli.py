@@ -23,7 +23,8 @@ def option_help(name:str # a `Request` field
                )->str:
     "The help of the option that sets request field `name`: its doc, range and the table's default."
     f = _request_fields()[name]; m = f.metadata
-    rng = f"{m['lo']:g}–{m['hi']:g}; " if m['lo'] is not None and m['hi'] is not None else ''
+    num = lambda v: str(v) if isinstance(v, int) else f"{v:g}"
+    rng = f"{num(m['lo'])}–{num(m['hi'])}; " if m['lo'] is not None and m['hi'] is not None else ''
     d = f.default if not callable(f.default_factory) else f.default_factory()
     d = 'on' if d is True else 'off' if d is False else repr(d) if not (isinstance(d, str) and len(d) > 40) else repr(d[:37] + '…')
     return f"{m['doc']} ({rng}default: {d})".replace('%', '%%')
@@ -38,7 +39,8 @@ def add_request_option(p:argparse.ArgumentParser, # the (sub)parser
     flag = flag or '--' + name.replace('_', '-')
     kw = dict(dest=name, default=None, help=help or option_help(name))
     if m['kind'] is bool: return p.add_argument(flag, action='store_const', const=True, **kw)
-    return p.add_argument(flag, type=m['kind'], choices=m['choices'], **kw)
+    metavar = None if m['choices'] else {int: 'N', float: 'X'}.get(m['kind'], 'TEXT')
+    return p.add_argument(flag, type=m['kind'], choices=m['choices'], metavar=metavar, **kw)
 
 CHECK_OPTIONS = ('number_of_frames', 'frame_rate', 'resolution', 'aspect_ratio', 'auto_scale_input',
                  'reference_downscale_factor', 'mask_dilation', 'trigger_phrase')
