@@ -83,3 +83,14 @@ def test_sweep_runs_one_job_per_combination(small, tmp_path):
     from ltx_nb.model import lora_metadata
     ranks = sorted(lora_metadata(d/'lora.safetensors')['rank'] for d in (tmp_path/'sweep').iterdir())
     assert ranks == ['16', '8']
+
+def test_parameters_cell_is_the_request_table():
+    "The job notebook's parameters cell (source and packaged copy) is generated from the request table: one line per field."
+    from dataclasses import fields
+    from ltx_nb.core import Request
+    from ltx_nb.runner import job_parameters_source, job_notebook_path, JOB_NOTEBOOK
+    for nb in (ROOT/'nbs'/'jobs'/JOB_NOTEBOOK, job_notebook_path()):
+        cell = next(c for c in json.loads(nb.read_text())['cells'] if 'parameters' in c['metadata'].get('tags', []))
+        assert ''.join(cell['source']) == job_parameters_source(), f"{nb}: run tools/sync_jobs.py"
+    names = [l.split(' = ')[0] for l in job_parameters_source().splitlines() if ' = ' in l]
+    assert names[:len(fields(Request))] == [f.name for f in fields(Request)]

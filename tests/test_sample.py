@@ -184,3 +184,22 @@ def test_non_finite_prediction_stops_with_a_clear_error(triplets, lora, tmp_path
     assert r.returncode == 1, (r.returncode, r.stderr[-2000:])
     assert 'not finite' in r.stderr and 'step 1 of 1' in r.stderr and 'Traceback' not in r.stderr
     assert not (tmp_path/'o.npz').exists()
+
+def test_options_come_from_the_request_table():
+    "`ltx-nb sample` and `ltx-nb check` options not given leave the request table's defaults; choices are the table's."
+    from dataclasses import fields
+    from ltx_nb.core import Request
+    from ltx_nb.cli import build_parser, SAMPLE_OPTIONS, CHECK_OPTIONS
+    table = {f.name: f for f in fields(Request)}
+    p = build_parser()
+    a = p.parse_args(['sample', '--video', 'v.mp4', '--mask', 'm.png', '--reference', 'r.mp4', '--out', 'o.npz'])
+    assert all(getattr(a, n) is None for n in SAMPLE_OPTIONS.values())
+    c = p.parse_args(['check', 'x.zip'])
+    assert all(getattr(c, n) is None for n in CHECK_OPTIONS)
+    sub = p._subparsers._group_actions[0].choices
+    for cmd, opts in (('sample', SAMPLE_OPTIONS.items()), ('check', [('--' + n.replace('_', '-'), n) for n in CHECK_OPTIONS])):
+        acts = {s: act for act in sub[cmd]._actions for s in act.option_strings}
+        for flag, name in opts:
+            assert acts[flag].choices == table[name].metadata['choices'], (cmd, flag)
+            d = table[name].default
+            assert f"default: {'on' if d is True else 'off' if d is False else repr(d)[:20]}" in acts[flag].help or len(repr(d)) > 40, (cmd, flag)
