@@ -1,10 +1,11 @@
-"""What the benchmark scripts share: a random LTX-2.3 transformer of any size, a synthetic cached sample, and one
-training step made of the same calls, in the same order, as the loop in `ltx_nb.train.train`.
+"""What the benchmark scripts share: a random LTX-2.3 transformer of any size, a synthetic cached item, and `train`'s
+own state and step (`ltx_nb.train.train_step` + `step_hooks`) around them, timed part by part.
 
 Not part of the package: the counters live in `ltx_nb.bench` (nbs/13_performance.ipynb).
 """
 from __future__ import annotations
 import io, time
+from collections import defaultdict
 from pathlib import Path
 
 # LTX-2.3's architecture flags (NOTES.md); everything else of the real size is diffusers' default config.
@@ -39,7 +40,7 @@ def build_transformer(size:dict, # REAL, CPU, QUICK or any layers/heads override
     return m
 
 
-def synthetic_sample(size:tuple[int,int], # target bucket (width, height)
+def synthetic_item(size:tuple[int,int], # target bucket (width, height)
                      frames:int=89, factor:int=1, # pixel frames; reference_downscale_factor
                      context_dim:int=256, # the transformer's inner dim (the connectors' output width)
                      device='cpu', seed:int=0, regen:float=0.4, # fraction of target tokens regenerated (a centred box)
@@ -60,100 +61,53 @@ def synthetic_sample(size:tuple[int,int], # target bucket (width, height)
     return {k: v.to(device) for k, v in s.items()}
 
 
-def attach_lora(tr, rank:int=32, gradient_checkpointing:bool=False)->list:
-    "What `train` does to the loaded transformer: freeze it, add the LoRA, fp32 trainable weights; returns them."
-    from ltx_nb.model import add_lora
-    tr.requires_grad_(False)
-    add_lora(tr, rank)
-    params = [p for n, p in tr.named_parameters() if 'lora_' in n]
-    for p in params: p.data = p.data.float(); p.requires_grad_(True)
-    if gradient_checkpointing: tr.enable_gradient_checkpointing()
-    tr.train()
-    return params
+def bench_state(tr, # a transformer from `build_transformer` (gets train's LoRA)
+                run_dir:Path, device='cpu', total:int=10_000, lr:float=2e-4, seed:int=42, fps:int=24, rank:int=32,
+                gradient_checkpointing:bool=False):
+    "`train`'s `TrainState` for a prebuilt transformer: its stages attach the LoRA and build optimizer and schedule."
+    from ltx_nb.core import Request
+    from ltx_nb.rundir import RunLog
+    from ltx_nb.train import start_run, attach_lora, build_optimizer, make_bar
+    r = Request(training_data_url='.', learning_rate=lr, seed=seed, frame_rate=fps, number_of_steps=total, rank=rank,
+                device=device, checkpoint_interval=0, validation_interval=0)
+    st = start_run(r, run_dir)
+    st.run_dir.mkdir(parents=True, exist_ok=True)
+    st.transformer, st.params = tr, attach_lora(tr, rank, seed, gradient_checkpointing)
+    build_optimizer(st)
+    st.log = RunLog(st.run_dir, total)
+    st.bar = make_bar(st, file=io.StringIO())  # formatted, not shown
+    return st
 
 
 class TrainStep:
-    "One step of `train`'s loop, call for call (less its Ctrl-C flag check): pick, σ, noise, batch, forward, gather, check, backward, clip, AdamW, log."
-    SECTIONS = ('batch', 'forward', 'gather+check', 'backward', 'clip+AdamW', 'logging')
+    "`train`'s own step and hooks on the given items, with the seconds of each part (`train_step`'s marks, then hooks)."
+    def __init__(self, st, sync=None):
+        self.st, self.sync, self.times = st, sync or (lambda: None), defaultdict(list)
 
-    def __init__(self, tr, params:list, run_dir:Path, device='cpu', mixed_precision='no', total:int=10_000,
-                 lr:float=2e-4, seed:int=42, fps:int=24, sync=None):
-        from accelerate import Accelerator
-        from tqdm.auto import tqdm
-        from ltx_nb.core import Request
-        from ltx_nb.train import make_optimizer, warmup_schedule, RunLog
-        self.tr, self.params, self.sync = tr, params, sync or (lambda: None)
-        self.r = Request(training_data_url='.', learning_rate=lr, seed=seed, frame_rate=fps, number_of_steps=total)
-        self.acc = Accelerator(mixed_precision=mixed_precision, cpu=device == 'cpu')
-        self.opt = make_optimizer(params, self.r, device)
-        self.sched = warmup_schedule(self.opt, self.r.warmup_steps)
-        Path(run_dir).mkdir(parents=True, exist_ok=True)
-        self.log = RunLog(Path(run_dir), total)
-        self.bar = tqdm(total=total, desc='training', file=io.StringIO(), dynamic_ncols=True)  # formatted, not shown
-        self.step, self.ema, self.tokens_per_step = 0, None, 0
-        self.times = {k: [] for k in self.SECTIONS}
+    def __call__(self, items:list[dict]):
+        "Run the next step on `items` (as train's `st.items`); returns the loss."
+        from ltx_nb.train import train_step, step_hooks
+        self.st.items, last = items, [time.perf_counter()]
+        def mark(name):
+            self.sync(); t = time.perf_counter(); self.times[name].append(t - last[0]); last[0] = t
+        train_step(self.st, mark); step_hooks(self.st); mark('hooks')
+        return self.st.loss
 
-    def _mark(self, name:str, t0:float)->float:
-        self.sync(); t = time.perf_counter(); self.times[name].append(t - t0); return t
-
-    def __call__(self, samples:list[dict]):
-        "Run the next step on `samples` (as train's `samples` list); returns the loss."
-        import torch
-        from ltx_nb.train import step_batch, step_loss
-        r, acc, tr, step, rank, world, main = self.r, self.acc, self.tr, self.step, 0, 1, True
-        t0 = t = time.perf_counter()
-        b, sigma = step_batch(tr, samples, r, step, rank, world, acc.device)
-        t = self._mark('batch', t)
-        with acc.autocast(): loss = step_loss(tr, b, r.frame_rate)
-        t = self._mark('forward', t)
-        losses = acc.gather(loss.detach().float().reshape(1))
-        if not torch.isfinite(losses).all(): raise RuntimeError(f'loss is {losses.tolist()} at step {step + 1}')
-        t = self._mark('gather+check', t)
-        loss.backward()
-        t = self._mark('backward', t)
-        if r.max_grad_norm: torch.nn.utils.clip_grad_norm_(self.params, r.max_grad_norm)
-        self.opt.step(); self.sched.step(); self.opt.zero_grad(set_to_none=True)
-        loss_v = float(losses.mean())
-        t = self._mark('clip+AdamW', t)
-        dt = time.perf_counter() - t0
-        self.ema = dt if self.ema is None else 0.9 * self.ema + 0.1 * dt
-        self.tokens_per_step = int(b.tokens.shape[1]) * world
-        self.log.metric(step=step + 1, loss=loss_v, sigma=sigma, lr=self.sched.get_last_lr()[0], s_per_step=dt,
-                        tokens=self.tokens_per_step)
-        self.bar.update(1); self.bar.set_postfix(loss=f'{loss_v:.4f}', s_step=f'{self.ema:.2f}')
-        n = step + 1
-        if main and (n % 10 == 0 or n == r.number_of_steps):
-            self.log.update(step=n, loss=loss_v, s_per_step=self.ema, eta_s=self.ema * (r.number_of_steps - n))
-        acc.wait_for_everyone()
-        self._mark('logging', t)
-        self.step += 1
-        return loss_v
+    @property
+    def tokens_per_step(self)->int: return self.st.tokens_per_step
 
 
-def model_inputs(tr, b, fps:int=24)->dict:
-    "The keyword arguments `forward_video` gives the transformer for batch `b`, built once (for the bare step)."
-    import torch
-    cfg, dev, dt = tr.config, b.tokens.device, tr.dtype
-    scale, sigma = cfg.timestep_scale_multiplier, b.sigma.float()
-    return dict(hidden_states=b.tokens.to(dt), audio_hidden_states=torch.zeros(1, 1, cfg.audio_in_channels, device=dev, dtype=dt),
-                encoder_hidden_states=b.context.to(dt), audio_encoder_hidden_states=torch.zeros(1, 1, cfg.audio_cross_attention_dim, device=dev, dtype=dt),
-                encoder_attention_mask=b.context_mask, audio_encoder_attention_mask=torch.ones(1, 1, device=dev),
-                timestep=b.timesteps.float() * scale, audio_timestep=sigma * scale, sigma=sigma * scale, audio_num_frames=1,
-                video_coords=b.coords, fps=fps, isolate_modalities=True, use_cross_timestep=True, return_dict=False)
+def first_inputs(st, item:dict)->dict:
+    "The transformer's keyword arguments for `item` at step 0, as `train` builds them (for the bare step)."
+    from ltx_nb.model import transformer_inputs
+    from ltx_nb.train import step_batch
+    b, _ = step_batch(st.transformer, [item], st.r, 0, device=item['target'].device)
+    return transformer_inputs(st.transformer, b.tokens, b.timesteps, b.sigma, b.coords, b.context, b.context_mask,
+                              fps=st.r.frame_rate)
 
 
 def bare_step(tr, params:list, inputs:dict, autocast):
-    "The model's own work: one forward and backward of the LoRA-wrapped transformer on prebuilt inputs."
-    with autocast(): out = tr(**inputs)[0]
-    out.float().mean().backward()
-    for p in params: p.grad = None
-
-
-def first_batch(tr, sample:dict, fps:int=24, seed:int=42):
-    "The masked batch `train` builds for `sample` at step 0."
+    "The model's own work: one forward and backward of the LoRA-wrapped transformer on prebuilt inputs (no optimizer)."
     import torch
-    from ltx_nb.train import step_generator, sample_sigma, masked_batch
-    g = step_generator(seed, 0)
-    n = int(sample['keep'].numel())
-    sigma = sample_sigma(n, g)
-    return masked_batch(tr, sample, sigma, torch.randn(n, sample['target'].shape[0], generator=g).to(sample['target'].device), fps)
+    with autocast(): out = tr(**inputs)[0]
+    torch.autograd.grad(out.float().mean(), params)

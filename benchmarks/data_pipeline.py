@@ -41,7 +41,7 @@ def sample_set(n:int, size:tuple[int,int], frames:int)->Path:
     "The synthetic triplets, made once into the cache (make_triplets is deterministic)."
     from ltx_nb.core import cache_dir
     from ltx_nb.synth import make_triplets
-    d = cache_dir('bench', f'samples-{n}-{size[0]}x{size[1]}-{frames}')
+    d = cache_dir('bench', f'triplets-{n}-{size[0]}x{size[1]}-{frames}')
     if not (d/'.done').exists():
         make_triplets(d, n, frames, size)
         (d/'.done').touch()

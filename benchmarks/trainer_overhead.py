@@ -1,4 +1,4 @@
-"""Trainer overhead: one training step as `ltx_nb.train.train` runs it vs a bare forward + backward of the same
+"""Trainer overhead: `ltx_nb.train.train`'s own step (`train_step` + `step_hooks`) vs a bare forward + backward of the same
 LoRA-wrapped transformer on the same tokens, taking turns in one run. Target: overhead ≤ 10 %.
 
     python benchmarks/trainer_overhead.py            # 4 layers, inner 256, 2016 tokens (medium 16:9 halved, 89 frames)
@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse, contextlib, sys, tempfile
 from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parent))
-from bench_common import CPU, QUICK, build_transformer, synthetic_sample, attach_lora, TrainStep, model_inputs, bare_step, first_batch
+from bench_common import CPU, QUICK, build_transformer, synthetic_item, bench_state, TrainStep, first_inputs, bare_step
 
 
 def main(argv=None):
@@ -30,17 +30,17 @@ def main(argv=None):
     frames, reps = a.frames or (9 if a.quick else 89), a.reps or (2 if a.quick else 10)
     inner = size['num_attention_heads'] * size['attention_head_dim']
     tr = build_transformer(size)
-    params = attach_lora(tr, 32)
-    sample = synthetic_sample((W, H), frames, 1, inner)
+    item = synthetic_item((W, H), frames, 1, inner)
     with tempfile.TemporaryDirectory() as run_dir:
-        step = TrainStep(tr, params, Path(run_dir))
-        inputs = model_inputs(tr, first_batch(tr, sample))
-        t = interleaved({'train step': lambda: step([sample]),
-                         'bare forward+backward': lambda: bare_step(tr, params, inputs, step.acc.autocast)},
+        st = bench_state(tr, Path(run_dir))
+        step, params = TrainStep(st), st.params
+        inputs = first_inputs(st, item)
+        t = interleaved({'train step': lambda: step([item]),
+                         'bare forward+backward': lambda: bare_step(tr, params, inputs, st.acc.autocast)},
                         reps=reps, warmup=1)
         if a.profile:
             from torch.profiler import profile, ProfilerActivity
-            with profile(activities=[ProfilerActivity.CPU]) as prof: step([sample])
+            with profile(activities=[ProfilerActivity.CPU]) as prof: step([item])
             print(prof.key_averages().table(sort_by='cpu_time_total', row_limit=25))
     tokens = step.tokens_per_step
     n_params = sum(p.numel() for n, p in tr.named_parameters() if 'lora_' not in n)
@@ -57,7 +57,7 @@ def main(argv=None):
     print('\nWhere a train step goes (median seconds per section):\n')
     print(markdown_table([{'section': k, 's': v, 'share': f'{v / total:.1%}'} for k, v in parts.items()]))
     glue = total - parts['forward'] - parts['backward']
-    print(f'\nglue around the model call (batch, gather+check, clip+AdamW, logging): {glue:.3g} s = {glue / total:.1%} of the step')
+    print(f'\nglue around the model call (batch, gather+check, clip+AdamW, logging, hooks): {glue:.3g} s = {glue / total:.1%} of the step')
     print(f"\npeak memory (train's peak_memory_mb, whole process): {peak_memory_mb('cpu'):.0f} MB · {machine_line()}")
     over = real / bare - 1
     fast = min(t['train step']) / min(t['bare forward+backward']) - 1

@@ -70,7 +70,8 @@ def _run_jobs(jobs, progress:bool, learning_check:bool=False)->int:
     from ltx_nb.runner import run_job, summary_table
     results = [run_job(j, progress=progress, learning_check=learning_check) for j in jobs]
     print(summary_table(results))
-    return 0 if all(r.status == 'completed' for r in results) else 1
+    from ltx_nb.rundir import STATUS_COMPLETED
+    return 0 if all(r.status == STATUS_COMPLETED for r in results) else 1
 
 def cmd_train(a)->int:
     "Validate every request, then run each as a papermill job."

@@ -21,9 +21,10 @@ __all__ = ['TINY_MODEL_VERSION', 'TINY_TEXT', 'TINY_VIDEO', 'TINY_AUDIO', 'TINY_
            'is_audio_key', 'strip_audio', 'SafetensorsState', 'video_only_transformer', 'transformer_weight_files',
            'load_video_only', 'load_transformer', 'load_vae', 'load_scheduler', 'TextEncoder', 'load_text_encoder',
            'pack_latents', 'unpack_tokens', 'video_coords', 'sequence_coords', 'resolve_device', 'mixed_precision_for',
-           'compute_dtype', 'encode_video', 'decode_latents', 'forward_video', 'stg_blocks_for', 'lora_target_modules',
-           'add_lora', 'lora_state', 'save_lora', 'lora_metadata', 'load_lora_state', 'set_lora_state',
-           'audio_branch_loaded', 'ltx23_transformer_config', 'transformer_parameters', 'transformer_weight_bytes']
+           'compute_dtype', 'encode_video', 'decode_latents', 'transformer_inputs', 'forward_video', 'stg_blocks_for',
+           'lora_target_modules', 'add_lora', 'lora_state', 'save_lora', 'lora_metadata', 'load_lora_state',
+           'set_lora_state', 'audio_branch_loaded', 'ltx23_transformer_config', 'transformer_parameters',
+           'transformer_weight_bytes']
 
 # %% ../nbs/06_model.ipynb #32696fb0
 TINY_MODEL_VERSION = '1'  # bump when the recipe below changes, so cached copies are rebuilt
@@ -500,23 +501,23 @@ def decode_latents(vae,     # an `AutoencoderKLLTX2Video`
     x = ((x.float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 4, 1).cpu()
     return x[0] if one else x
 
-# %% ../nbs/06_model.ipynb #a3f549e9
+# %% ../nbs/06_model.ipynb #a60d8925
 def _unwrap(model):
     "The diffusers model inside a DDP/accelerate (`.module`) or `torch.compile` (`._orig_mod`) wrapper."
     while hasattr(model, 'module') or hasattr(model, '_orig_mod'): model = getattr(model, 'module', None) or model._orig_mod
     return model
 
-def forward_video(transformer,     # an `LTX2VideoTransformer3DModel` (with or without LoRA; may be DDP/compile-wrapped)
-                  latents_tokens,  # (B, N, C) packed video latents
-                  timesteps,       # (B, N) per-token noise level σ ∈ [0, 1] (0 = clean: kept and reference tokens)
-                  sigma,           # (B,) the sample's noise level σ ∈ [0, 1] (2.3's prompt modulation)
-                  coords,          # (B, 3, N, 2) RoPE positions from `video_coords`
-                  context,         # (B, L, D) video text context from `TextEncoder.encode`
-                  context_mask,    # (B, L) its attention mask
-                  stg_blocks:list[int]|None=None, # blocks whose self-attention is perturbed (STG)
-                  fps:float=24.0,  # only used if `coords` is None
-                 ):
-    "The transformer's video prediction (velocity, (B, N, C)) with the audio stream reduced to an isolated zero token."
+def transformer_inputs(transformer,     # an `LTX2VideoTransformer3DModel` (with or without LoRA; may be DDP/compile-wrapped)
+                       latents_tokens,  # (B, N, C) packed video latents
+                       timesteps,       # (B, N) per-token noise level σ ∈ [0, 1] (0 = clean: kept and reference tokens)
+                       sigma,           # (B,) the sample's noise level σ ∈ [0, 1] (2.3's prompt modulation)
+                       coords,          # (B, 3, N, 2) RoPE positions from `video_coords`
+                       context,         # (B, L, D) video text context from `TextEncoder.encode`
+                       context_mask,    # (B, L) its attention mask
+                       stg_blocks:list[int]|None=None, # blocks whose self-attention is perturbed (STG)
+                       fps:float=24.0,  # only used if `coords` is None
+                      )->dict:
+    "The keyword arguments of the transformer's call for a video-only step: the audio stream is an isolated zero token."
     import torch
     base = _unwrap(transformer)
     B, dt, dev = latents_tokens.shape[0], base.dtype, latents_tokens.device
@@ -525,12 +526,16 @@ def forward_video(transformer,     # an `LTX2VideoTransformer3DModel` (with or w
     sigma = torch.as_tensor(sigma, device=dev, dtype=torch.float32).reshape(-1).expand(B)
     audio = torch.zeros(B, 1, cfg.audio_in_channels, device=dev, dtype=dt)
     audio_ctx = torch.zeros(B, 1, cfg.audio_cross_attention_dim, device=dev, dtype=dt)
-    video, _ = transformer(hidden_states=latents_tokens.to(dt), audio_hidden_states=audio,
+    return dict(hidden_states=latents_tokens.to(dt), audio_hidden_states=audio,
         encoder_hidden_states=context.to(dev, dt), audio_encoder_hidden_states=audio_ctx,
         encoder_attention_mask=context_mask.to(dev), audio_encoder_attention_mask=torch.ones(B, 1, device=dev),
         timestep=timesteps.to(dev, torch.float32)*scale, audio_timestep=sigma*scale, sigma=sigma*scale,
         audio_num_frames=1, video_coords=coords.to(dev), fps=fps, isolate_modalities=True, use_cross_timestep=True,
         spatio_temporal_guidance_blocks=list(stg_blocks) if stg_blocks else None, return_dict=False)
+
+def forward_video(transformer, *args, **kw):
+    "The transformer's video prediction (velocity, (B, N, C)); the arguments are `transformer_inputs`'."
+    video, _ = transformer(**transformer_inputs(transformer, *args, **kw))
     return video
 
 def stg_blocks_for(transformer, # an `LTX2VideoTransformer3DModel`

@@ -6,7 +6,7 @@ Docs: https://ltx-nb.github.io/ltx_nb/rundir.html.md"""
 
 # %% ../nbs/16_rundir.ipynb #6bf82113
 from __future__ import annotations
-import contextlib, hashlib, json, os, shutil, socket, time, warnings
+import contextlib, errno, hashlib, json, os, shutil, socket, time, warnings
 from pathlib import Path
 from .core import Request, RequestError, LtxNbError, TRAINING_TYPE, request_hash, load_request, atomic_path, write_json
 
@@ -19,7 +19,8 @@ __all__ = ['CONFIG', 'REQUEST', 'REPORT', 'PROGRESS', 'METRICS', 'LORA', 'LOSS_P
            'write_report', 'read_progress', 'append_metrics', 'read_metrics', 'truncate_metrics', 'RunLog',
            'save_checkpoint', 'list_checkpoints', 'checkpoint_problem', 'latest_checkpoint', 'load_checkpoint',
            'validation_dir', 'read_validation_index', 'write_validation_index', 'process_alive', 'run_status',
-           'completed_progress', 'RunDirBusy', 'read_lock', 'acquire_lock', 'release_lock', 'run_lock']
+           'completed_progress', 'RunDirBusy', 'read_lock', 'acquire_lock', 'release_lock', 'run_lock', 'RunDirError',
+           'raise_run_dir_error']
 
 # %% ../nbs/16_rundir.ipynb #93a055e0
 CONFIG, REQUEST, REPORT, PROGRESS, METRICS = 'config.json', 'request.json', 'report.json', 'progress.json', 'metrics.jsonl'
@@ -293,3 +294,19 @@ def run_lock(run_dir:str|Path, # the run directory (exists)
     acquire_lock(run_dir)
     try: yield
     finally: release_lock(run_dir)
+
+# %% ../nbs/16_rundir.ipynb #e63e9558
+class RunDirError(LtxNbError):
+    "A file of the run could not be written (disk full, no permission): the path and the fix."
+
+_DISK_FULL, _NO_ACCESS = (errno.ENOSPC, errno.EDQUOT), (errno.EACCES, errno.EPERM, errno.EROFS)
+
+def raise_run_dir_error(e:BaseException, # an exception that stopped a run
+                        run_dir:str|Path, # the run directory
+                       ):
+    "Re-raise a disk-full or permission `OSError` as a `RunDirError` naming the path and the fix (else do nothing)."
+    if not isinstance(e, OSError) or e.errno not in _DISK_FULL + _NO_ACCESS: return
+    path = e.filename or run_dir
+    fix = ("free space on that disk, or choose a run_dir (or LTX_NB_CACHE) on another disk" if e.errno in _DISK_FULL
+           else "make it writable, or choose another run_dir")
+    raise RunDirError(f"cannot write {path}: {e.strerror}; {fix}, then re-run (it resumes from the last checkpoint)") from e

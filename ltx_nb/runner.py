@@ -11,12 +11,13 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from .core import (Request, RequestError, LtxNbError, load_request, parse_request, parse_override,
                          DEFAULT_NEGATIVE_PROMPT, cache_dir, request_hash)
+from .rundir import (LORA, LOSS_PLOT, PROGRESS, REQUEST, STATUS_COMPLETED, STATUS_FAILED, default_run_dir,
+                           read_progress, read_json, completed_progress, validation_dir, process_alive, run_status)
 
 # %% auto #0
 __all__ = ['JOB_NOTEBOOK', 'JOB_DEFAULTS', 'JOB_SETTINGS', 'job_notebook_path', 'demo_request_path', 'job_request',
            'job_parameters_source', 'reel_preview', 'RunOutputs', 'run_outputs', 'Job', 'expand_sweeps', 'plan_jobs',
-           'JobResult', 'run_job', 'summary_table', 'process_alive', 'run_status', 'RunInfo', 'run_info', 'RunsTable',
-           'list_runs']
+           'JobResult', 'run_job', 'summary_table', 'RunInfo', 'run_info', 'RunsTable', 'list_runs']
 
 # %% ../nbs/11_runner.ipynb #d4fb601a
 JOB_NOTEBOOK = 'train_v2v_masked.ipynb'
@@ -123,7 +124,6 @@ def plan_jobs(requests:list[str], # request JSON paths
               outputs:str|Path='outputs', # default parent of run directories
              )->list[Job]:
     "Validate every request × sweep combination and its validation entries; raise one `RequestError` listing all problems."
-    from ltx_nb.train import default_run_dir
     base = dict(parse_override(s) for s in sets or [])
     combos, problems, jobs, checked = expand_sweeps(sweeps), [], [], {}
     for path in requests:
@@ -154,39 +154,54 @@ class JobResult:
     notebook: Path
     error: str = ''
 
-def _read_progress(run_dir:Path)->dict:
-    try: return json.loads((Path(run_dir)/'progress.json').read_text())
-    except (OSError, json.JSONDecodeError): return {}
+def _follow(th:threading.Thread, d:Path, job:Job, progress:bool):
+    "A bar that follows the run's progress.json until the job's thread ends."
+    from tqdm.auto import tqdm
+    bar = tqdm(total=job.request.number_of_steps, desc=job.label, disable=not progress, dynamic_ncols=True)
+    while th.is_alive():
+        th.join(0.5)
+        st = read_progress(d)
+        if st.get('step') is not None and st['step'] > bar.n: bar.update(st['step'] - bar.n)
+        if st.get('loss') is not None: bar.set_postfix(loss=f"{st['loss']:.4f}", status=st.get('status'))
+    bar.close()
+
+def _keep_notebook(tmp:Path, out:Path, ok:bool, was_completed:bool)->Path:
+    """Place the executed notebook: it becomes the run's record when this attempt trained, or when there is none yet;
+    a failed attempt beside an existing record is kept under its own name; a re-run of a finished job is dropped."""
+    if not tmp.exists(): return out
+    try: json.loads(tmp.read_text())
+    except (OSError, ValueError): tmp.unlink(); return out  # never leave invalid JSON behind
+    if (ok and not was_completed) or not out.exists():
+        os.replace(tmp, out); return out
+    if ok: tmp.unlink(); return out
+    failed = out.with_name(f"{out.stem}.failed-{time.strftime('%Y%m%d-%H%M%S')}{out.suffix}")
+    os.replace(tmp, failed)
+    return failed
 
 def run_job(job:Job, # a planned job
             progress:bool=True, # show a bar that follows progress.json
             learning_check:bool=False, # end with the learning check (the demo)
             kernel_name:str='python3',
            )->JobResult:
-    "Execute the job notebook for one job with papermill."
+    "Execute the job notebook for one job with papermill; a refused or failed attempt overwrites nothing."
     import papermill as pm
-    from tqdm.auto import tqdm
     d = Path(job.run_dir).absolute(); d.mkdir(parents=True, exist_ok=True)
-    out = d/JOB_NOTEBOOK
+    out, tmp = d/JOB_NOTEBOOK, d/f'.{JOB_NOTEBOOK}.{os.getpid()}.running'
+    was_completed = completed_progress(d) is not None
     params = {**job.request.to_dict(), 'run_dir': str(d), 'progress': False, 'run_learning_check': learning_check}
     box, t0 = {}, time.time()
     def work():
-        try: pm.execute_notebook(str(job_notebook_path()), str(out), parameters=params, kernel_name=kernel_name,
+        try: pm.execute_notebook(str(job_notebook_path()), str(tmp), parameters=params, kernel_name=kernel_name,
                                  cwd=str(d), progress_bar=False, log_output=False)
         except BaseException as e: box['error'] = e
     th = threading.Thread(target=work, daemon=True); th.start()
-    bar = tqdm(total=job.request.number_of_steps, desc=job.label, disable=not progress, dynamic_ncols=True)
-    while th.is_alive():
-        th.join(0.5)
-        st = _read_progress(d)
-        if st.get('step') is not None and st['step'] > bar.n: bar.update(st['step'] - bar.n)
-        if st.get('loss') is not None: bar.set_postfix(loss=f"{st['loss']:.4f}", status=st.get('status'))
-    bar.close()
-    st, err = _read_progress(d), box.get('error')
+    _follow(th, d, job, progress)
+    st, err = read_progress(d), box.get('error')
+    nb = _keep_notebook(tmp, out, err is None, was_completed)
     if err is not None:
         msg = f"{getattr(err, 'ename', type(err).__name__)}: {getattr(err, 'evalue', str(err))}".strip()
-        return JobResult(job.label, 'failed', st.get('loss'), time.time() - t0, d, out, msg)
-    return JobResult(job.label, st.get('status', 'completed'), st.get('loss'), time.time() - t0, d, out)
+        return JobResult(job.label, STATUS_FAILED, st.get('loss'), time.time() - t0, d, nb, msg)
+    return JobResult(job.label, st.get('status', STATUS_COMPLETED), st.get('loss'), time.time() - t0, d, nb)
 
 def summary_table(results:list[JobResult])->str:
     "request | status | final loss | time | run directory."
@@ -199,23 +214,6 @@ def summary_table(results:list[JobResult])->str:
     return '\n'.join(lines + [f"  {r.label}: {r.error}  (see {r.notebook})" for r in results if r.error])
 
 # %% ../nbs/11_runner.ipynb #ce27bc34
-def process_alive(pid:int|None, host:str|None=None)->bool:
-    "Is process `pid` alive on this machine? (Unknown for another host: assume yes.)"
-    import socket
-    if not pid: return False
-    if host and host != socket.gethostname(): return True
-    try: os.kill(int(pid), 0)
-    except ProcessLookupError: return False
-    except PermissionError: return True
-    return True
-
-def run_status(progress:dict)->str:
-    "completed, failed, interrupted or running — a live status only while its process lives."
-    st = progress.get('status') or 'unknown'
-    if st in ('starting', 'preparing', 'running') and not process_alive(progress.get('pid'), progress.get('host')):
-        return 'interrupted'
-    return st
-
 @dataclass
 class RunInfo:
     "One run directory in the training history."
@@ -230,21 +228,19 @@ class RunInfo:
     thumbnail: str|None = None
 
 def _thumbnail(d:Path)->str|None:
-    sheets = sorted((d/'validation').glob('step-*/sheet.png'))
-    return str(sheets[-1]) if sheets else (str(d/'loss.png') if (d/'loss.png').exists() else None)
+    sheets = sorted(validation_dir(d).glob('step-*/sheet.png'))
+    return str(sheets[-1]) if sheets else (str(d/LOSS_PLOT) if (d/LOSS_PLOT).exists() else None)
 
 def run_info(d:str|Path)->RunInfo|None:
     "What a run directory says about itself (None when it is not a run directory)."
     d = Path(d)
-    if not (d/'progress.json').exists() and not (d/'request.json').exists(): return None
-    pr = _read_progress(d)
-    try: req = json.loads((d/'request.json').read_text())
-    except (OSError, json.JSONDecodeError): req = {}
+    if not (d/PROGRESS).exists() and not (d/REQUEST).exists(): return None
+    pr, req = read_progress(d), read_json(d/REQUEST)
     data = Path(str(req.get('training_data_url') or '?').rstrip('/')).name
     label = f"{data} · rank {req.get('rank', '?')} · lr {req.get('learning_rate', '?')}"
     if req.get('trigger_phrase'): label = f"{req['trigger_phrase']!r} · " + label
     started, updated = pr.get('started'), pr.get('updated')
-    lora = d/'lora.safetensors'
+    lora = d/LORA
     return RunInfo(str(d), label, run_status(pr), int(pr.get('step') or 0), int(pr.get('total') or req.get('number_of_steps') or 0),
                    pr.get('loss'), (updated - started) if started and updated else None, str(lora) if lora.exists() else None,
                    _thumbnail(d))
@@ -285,7 +281,7 @@ class RunsTable:
 def list_runs(root:str|Path='outputs')->RunsTable:
     "Every run directory under `root` (and `root` itself if it is one), newest first."
     root = Path(root)
-    dirs = ([root] if (root/'progress.json').exists() else []) + (sorted(p for p in root.iterdir() if p.is_dir()) if root.is_dir() else [])
+    dirs = ([root] if (root/PROGRESS).exists() else []) + (sorted(p for p in root.iterdir() if p.is_dir()) if root.is_dir() else [])
     runs = [i for i in map(run_info, dirs) if i is not None]
-    mtime = lambda r: (Path(r.run_dir)/'progress.json').stat().st_mtime if (Path(r.run_dir)/'progress.json').exists() else 0
+    mtime = lambda r: (Path(r.run_dir)/PROGRESS).stat().st_mtime if (Path(r.run_dir)/PROGRESS).exists() else 0
     return RunsTable(sorted(runs, key=mtime, reverse=True))

@@ -6,19 +6,26 @@ Docs: https://ltx-nb.github.io/ltx_nb/train.html.md"""
 
 # %% ../nbs/08_train.ipynb #9a77ed33
 from __future__ import annotations
-import json, math, os, shutil, socket, sys, tempfile, time
+import json, math, os, sys, tempfile, time
 from dataclasses import dataclass, field
 from pathlib import Path
 import numpy as np
 from .core import (Request, RequestError, LtxNbError, TRAINING_TYPE, request_hash, latent_grid, load_request,
                          EMBEDDED_MODEL, atomic_path, write_json)
+from .rundir import (LORA, LOSS_PLOT, DEBUG_ARCHIVE, STATUS_PREPARING, STATUS_RUNNING, STATUS_COMPLETED,
+                           STATUS_FAILED, STATUS_INTERRUPTED, RUN_ENDED, RunLog, default_run_dir, read_config,
+                           write_config, write_request, write_report, read_progress, completed_progress, read_metrics,
+                           truncate_metrics, checkpoint_name, save_checkpoint, list_checkpoints, latest_checkpoint,
+                           load_checkpoint, run_lock, raise_run_dir_error, read_request)
 
 # %% auto #0
-__all__ = ['shift_mu', 'sample_sigma', 'MaskedBatch', 'masked_batch', 'masked_loss', 'step_loss', 'step_generator',
-           'sample_index', 'step_batch', 'default_run_dir', 'read_metrics', 'truncate_metrics', 'save_checkpoint',
-           'latest_checkpoint', 'load_checkpoint', 'precision', 'make_optimizer', 'warmup_schedule', 'RunLog',
-           'peak_memory_mb', 'lora_metadata_for', 'write_config', 'plot_loss', 'TrainingFailed', 'TrainResult', 'train',
-           'masked_eval_loss', 'learning_check']
+__all__ = ['shift_mu', 'draw_sigma', 'MaskedBatch', 'masked_batch', 'masked_loss', 'step_loss', 'step_generator', 'item_index',
+           'step_batch', 'precision', 'make_optimizer', 'warmup_schedule', 'peak_memory_mb', 'lora_metadata_for',
+           'plot_loss', 'TrainingFailed', 'TrainResult', 'TrainState', 'start_run', 'check_run_dir', 'finished_result',
+           'prepare_run_dir', 'open_run', 'prepare_data', 'validation_callbacks', 'attach_lora', 'build_model',
+           'build_optimizer', 'resume', 'check_finite', 'apply_gradients', 'log_step', 'train_step', 'StopSignals',
+           'save_state', 'validate', 'step_hooks', 'interrupt', 'make_bar', 'run_loop', 'finish', 'record_failure',
+           'train', 'masked_eval_loss', 'learning_check']
 
 # %% ../nbs/08_train.ipynb #2e73e81b
 def shift_mu(n_tokens:int, # noised (target) tokens in the sequence
@@ -26,7 +33,7 @@ def shift_mu(n_tokens:int, # noised (target) tokens in the sequence
     "Centre of the logit-normal σ distribution for a sequence of `n_tokens`."
     return lo[1] + (hi[1] - lo[1]) * (n_tokens - lo[0]) / (hi[0] - lo[0])
 
-def sample_sigma(n_tokens:int, # noised tokens
+def draw_sigma(n_tokens:int, # noised tokens
                  generator,    # a torch.Generator: σ is reproducible per step
                 )->float:
     "One σ ∈ (0, 1) from the shifted logit-normal."
@@ -88,74 +95,21 @@ def step_generator(seed:int, step:int, rank:int=0):
     import torch
     return torch.Generator().manual_seed((seed * 1_000_003 + step * 1009 + rank) % (2**63 - 1))
 
-def sample_index(n:int, seed:int, step:int, rank:int=0, world:int=1)->int:
-    "Which of `n` samples process `rank` trains on at `step`: a fresh permutation each epoch."
+def item_index(n:int, seed:int, step:int, rank:int=0, world:int=1)->int:
+    "Which of `n` items process `rank` trains on at `step`: a fresh permutation each epoch."
     g = step * world + rank
     epoch, pos = divmod(g, n)
     return int(np.random.default_rng([seed, epoch]).permutation(n)[pos])
 
-def step_batch(transformer, samples:list[dict], r:Request, step:int, rank:int=0, world:int=1, device='cpu'):
-    "(batch, σ) of `step` on process `rank`: its sample, σ and noise all come from the step's own generator."
+def step_batch(transformer, items:list[dict], r:Request, step:int, rank:int=0, world:int=1, device='cpu'):
+    "(batch, σ) of `step` on process `rank`: its item, σ and noise all come from the step's own generator."
     import torch
     g = step_generator(r.seed, step, rank)
-    s = samples[sample_index(len(samples), r.seed, step, rank, world)]
+    s = items[item_index(len(items), r.seed, step, rank, world)]
     n_tok = int(s['keep'].numel())
-    sigma = sample_sigma(n_tok, g)
+    sigma = draw_sigma(n_tok, g)
     noise = torch.randn(n_tok, s['target'].shape[0], generator=g).to(device)
     return masked_batch(transformer, s, sigma, noise, r.frame_rate), sigma
-
-# %% ../nbs/08_train.ipynb #ce6febf6
-def default_run_dir(r:Request, root:str|Path='outputs')->Path:
-    "outputs/<request hash>: the same request always lands in (and resumes) the same folder."
-    return Path(root)/f'run-{request_hash(r)}'
-
-def read_metrics(run_dir:str|Path)->list[dict]:
-    "The lines of a run's `metrics.jsonl` (a torn last line is ignored)."
-    p, out = Path(run_dir)/'metrics.jsonl', []
-    if p.exists():
-        for line in p.read_text().splitlines():
-            try: out.append(json.loads(line))
-            except json.JSONDecodeError: pass
-    return out
-
-def truncate_metrics(run_dir:str|Path, step:int):
-    "Drop metrics after `step` (they belong to work lost since the checkpoint we resume from)."
-    rows = [m for m in read_metrics(run_dir) if m.get('step', 0) <= step]
-    with atomic_path(Path(run_dir)/'metrics.jsonl') as t: t.write_text(''.join(json.dumps(m) + '\n' for m in rows))
-
-# %% ../nbs/08_train.ipynb #a3c13424
-def save_checkpoint(run_dir:Path, step:int, transformer, optimizer, scheduler, meta:dict, keep:int=2)->Path:
-    "Write checkpoint `step` atomically and point `checkpoints/latest.json` at it."
-    import torch
-    from ltx_nb.model import save_lora
-    ck = Path(run_dir)/'checkpoints'; ck.mkdir(parents=True, exist_ok=True)
-    final, tmp = ck/f'step-{step:06d}', ck/f'.tmp-step-{step:06d}'
-    shutil.rmtree(tmp, ignore_errors=True); tmp.mkdir()
-    save_lora(transformer, tmp/'lora.safetensors', meta)
-    torch.save(dict(optimizer=optimizer.state_dict(), scheduler=scheduler.state_dict(), step=step,
-                    torch_rng=torch.get_rng_state()), tmp/'state.pt')
-    write_json(tmp/'checkpoint.json', dict(step=step, time=time.time()))
-    if final.exists(): shutil.rmtree(final)
-    os.replace(tmp, final)
-    write_json(ck/'latest.json', dict(step=step, path=final.name))
-    for old in sorted(ck.glob('step-*'))[:-keep]: shutil.rmtree(old, ignore_errors=True)
-    return final
-
-def latest_checkpoint(run_dir:Path)->Path|None:
-    "The newest complete checkpoint of a run, if any."
-    ck = Path(run_dir)/'checkpoints'
-    done = [d for d in sorted(ck.glob('step-*')) if (d/'checkpoint.json').exists() and (d/'state.pt').exists()]
-    return done[-1] if done else None
-
-def load_checkpoint(ck:Path, transformer, optimizer, scheduler)->int:
-    "Restore LoRA, optimizer and scheduler from a checkpoint; returns its step."
-    import torch
-    from ltx_nb.model import load_lora_state, set_lora_state
-    set_lora_state(transformer, load_lora_state(ck/'lora.safetensors'))
-    st = torch.load(ck/'state.pt', weights_only=False)
-    optimizer.load_state_dict(st['optimizer']); scheduler.load_state_dict(st['scheduler'])
-    torch.set_rng_state(st['torch_rng'])
-    return int(st['step'])
 
 # %% ../nbs/08_train.ipynb #1826a61e
 def precision(r:Request, device:str)->tuple[str,bool]:
@@ -179,23 +133,7 @@ def warmup_schedule(optimizer, warmup:int):
     import torch
     return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min(1.0, (s + 1) / (warmup + 1)))
 
-# %% ../nbs/08_train.ipynb #55da58ea
-class RunLog:
-    "metrics.jsonl and progress.json of a run (written by the main process only)."
-    def __init__(self, run_dir:Path, total:int, enabled:bool=True):
-        self.dir, self.total, self.on = Path(run_dir), total, enabled
-        self.state = dict(status='starting', step=0, total=total, loss=None, s_per_step=None, eta_s=None,
-                          last_checkpoint=None, pid=os.getpid(), host=socket.gethostname(), started=time.time(),
-                          updated=time.time(), error=None)
-
-    def update(self, **kw):
-        self.state.update(kw, updated=time.time())
-        if self.on: write_json(self.dir/'progress.json', self.state)
-
-    def metric(self, **row):
-        if not self.on: return
-        with open(self.dir/'metrics.jsonl', 'a') as f: f.write(json.dumps(row) + '\n')
-
+# %% ../nbs/08_train.ipynb #6f1b3395
 def peak_memory_mb(device:str)->float:
     "Peak memory of this process: CUDA allocations on a GPU, resident set size on the CPU."
     import torch
@@ -203,7 +141,7 @@ def peak_memory_mb(device:str)->float:
     import resource
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
-# %% ../nbs/08_train.ipynb #2bae1630
+# %% ../nbs/08_train.ipynb #d2eb2ea9
 def lora_metadata_for(r:Request)->dict:
     "Metadata stored in the LoRA file, read by our sampler and shown by LoRA managers."
     from ltx_nb.model import resolve_model
@@ -213,13 +151,7 @@ def lora_metadata_for(r:Request)->dict:
                 frames=str(r.number_of_frames), frame_rate=str(r.frame_rate), resolution=f'{W}x{H}',
                 rank=r.rank, alpha=r.rank, software='ltx_nb')
 
-def write_config(run_dir:Path, r:Request)->Path:
-    "`config.json`: trigger phrase, training type, the model path and every parameter."
-    from ltx_nb.model import resolve_model
-    return write_json(Path(run_dir)/'config.json', dict(trigger_phrase=r.trigger_phrase, training_type=TRAINING_TYPE,
-        model=r.model, model_path=str(resolve_model(r.model)), request_hash=request_hash(r), parameters=r.to_dict()))
-
-def plot_loss(run_dir:Path, out:str='loss.png')->Path|None:
+def plot_loss(run_dir:Path, out:str=LOSS_PLOT)->Path|None:
     "Loss per step with a moving average, from metrics.jsonl."
     rows = [m for m in read_metrics(run_dir) if 'loss' in m]
     if not rows: return None
@@ -235,7 +167,7 @@ def plot_loss(run_dir:Path, out:str='loss.png')->Path|None:
     plt.close(fig)
     return Path(run_dir)/out
 
-# %% ../nbs/08_train.ipynb #8248e359
+# %% ../nbs/08_train.ipynb #2bae1630
 class TrainingFailed(LtxNbError):
     "Training stopped (non-finite loss); the last good checkpoint is kept."
 
@@ -256,43 +188,301 @@ class TrainResult:
         loss = f", final loss {self.final_loss:.4f}" if self.final_loss is not None else ''
         return f"{self.status}: {self.steps} steps{loss}{speed} — {self.lora or self.run_dir}"
 
-def _check_run_dir(run_dir:Path, r:Request):
+@dataclass
+class TrainState:
+    "What the stages of one run share."
+    r: Request
+    run_dir: Path
+    acc: object                   # the `accelerate.Accelerator`
+    device: str                   # the resolved device
+    mixed_precision: str          # accelerate's: 'no', 'bf16', 'fp16'
+    gradient_checkpointing: bool
+    log: RunLog|None = None       # progress.json and metrics.jsonl
+    items: list = field(default_factory=list)      # cached training items, loaded on the device
+    callbacks: list = field(default_factory=list)  # `f(step, transformer, run_dir, request)` at validation points
+    transformer: object = None
+    params: list = field(default_factory=list)     # the LoRA's trainable weights
+    optimizer: object = None
+    scheduler: object = None
+    meta: dict = field(default_factory=dict)       # LoRA metadata
+    start: int = 0                # the step the run resumed from
+    step: int = 0                 # optimizer updates applied so far (what a checkpoint written now holds)
+    loss: float|None = None       # the last step's loss (mean over processes)
+    ema: float|None = None        # seconds per step, smoothed
+    tokens_per_step: int = 0      # all processes together
+    bar: object = None            # the tqdm bar
+    signals: object = None        # `StopSignals` while training
+
+    @property
+    def main(self)->bool: return self.acc.is_main_process
+    @property
+    def rank(self)->int: return self.acc.process_index
+    @property
+    def world(self)->int: return self.acc.num_processes
+
+# %% ../nbs/08_train.ipynb #8248e359
+def start_run(r:Request|dict|str, # a request, its dict, or a request JSON path
+              run_dir:str|Path|None=None, # overrides the request's run_dir
+             )->TrainState:
+    "Resolve the request, device, precision and run directory, and start `accelerate`."
+    from accelerate import Accelerator
+    from ltx_nb.model import resolve_device
+    r = r if isinstance(r, Request) else load_request(r)
+    device = resolve_device(r.device)
+    mp, gc_on = precision(r, device)
+    acc = Accelerator(mixed_precision=mp, cpu=device == 'cpu')
+    run_dir = Path(run_dir or r.run_dir or default_run_dir(r)).absolute()
+    return TrainState(r, run_dir, acc, device, mp, gc_on)
+
+def check_run_dir(run_dir:Path, r:Request):
     "Refuse to mix two different requests in one run directory."
-    cfg = run_dir/'config.json'
-    if cfg.exists():
-        old = json.loads(cfg.read_text()).get('request_hash')
-        if old and old != request_hash(r):
-            raise RequestError([f"run_dir {run_dir}: holds a run of a different request (hash {old}, this one is "
-                                f"{request_hash(r)}); choose another run_dir or delete that folder"])
+    old = read_config(run_dir).get('request_hash')
+    if old and old != request_hash(r):
+        raise RequestError([f"run_dir {run_dir}: holds a run of a different request (hash {old}, this one is "
+                            f"{request_hash(r)}); choose another run_dir or delete that folder"])
 
-def _finished(run_dir:Path, r:Request)->TrainResult|None:
-    "The result of an already completed run of this request, if there is one."
-    p = run_dir/'progress.json'
-    if not (p.exists() and (run_dir/'lora.safetensors').exists()): return None
-    st = json.loads(p.read_text())
-    if st.get('status') != 'completed': return None
-    return TrainResult(run_dir, run_dir/'lora.safetensors', 'completed', st['step'], st.get('loss'), st.get('summary', {}))
+def finished_result(run_dir:Path)->TrainResult|None:
+    "The result of an already completed run in `run_dir`, if there is one."
+    st = completed_progress(run_dir)
+    if st is None: return None
+    return TrainResult(run_dir, run_dir/LORA, STATUS_COMPLETED, st['step'], st.get('loss'), st.get('summary', {}))
 
-class _DeferredInterrupt:
-    "While training, SIGINT sets a flag that the loop turns into KeyboardInterrupt at the next step boundary."
-    def __init__(self):
+def prepare_run_dir(st:TrainState)->TrainResult|None:
+    "Create and check the run directory; the finished result when this request already completed there."
+    if st.main:
+        st.run_dir.mkdir(parents=True, exist_ok=True); check_run_dir(st.run_dir, st.r)
+    st.acc.wait_for_everyone()
+    return finished_result(st.run_dir)
+
+def open_run(st:TrainState):
+    "Start the progress log and write the request and config."
+    st.log = RunLog(st.run_dir, st.r.number_of_steps, enabled=st.main)
+    st.log.update(status=STATUS_PREPARING)
+    if st.main: write_config(st.run_dir, st.r); write_request(st.run_dir, st.r)
+
+# %% ../nbs/08_train.ipynb #507eefff
+def prepare_data(st:TrainState, progress:bool=True):
+    "Check, (debug archive), cache latents and text, embed validation prompts; load the cached items."
+    from ltx_nb.dataset import check_dataset, write_debug_dataset
+    from ltx_nb.latents import cache_dataset, encode_prompts
+    r, acc, main = st.r, st.acc, st.main
+    with acc.main_process_first():
+        report = check_dataset(r, progress=progress and main)
+        if main: write_report(st.run_dir, report)
+        report.raise_for_status()
+        if main and r.debug_dataset: write_debug_dataset(report, r, st.run_dir/DEBUG_ARCHIVE, progress=progress)
+        cached = cache_dataset(report, r, device=acc.device, progress=progress and main)
+        if r.validation:
+            from ltx_nb.validation import validation_prompts
+            encode_prompts(validation_prompts(r), r.model, device=acc.device)
+    st.items = [c.load(acc.device) for c in cached]
+    return report
+
+def validation_callbacks(st:TrainState, callbacks=None)->list:
+    "`callbacks`, or the masked validation sampler when the request has validation entries (its failures are warnings)."
+    if callbacks is not None: return list(callbacks)
+    if not st.r.validation: return []
+    from ltx_nb.validation import make_validation_callback
+    cb = make_validation_callback(st.r, st.run_dir, is_main=st.main)
+    def validate(step, transformer, run_dir, r):
+        try: return cb(step, transformer, run_dir, r)
+        except Exception as e:  # a failed validation never costs the training
+            st.log.warn(f"validation at step {step} failed: {type(e).__name__}: {e}; training goes on, the LoRA is kept", step)
+    return [validate]
+
+# %% ../nbs/08_train.ipynb #4c2bfac7
+def attach_lora(transformer, # the loaded base transformer; adapted in place
+                rank:int, seed:int, # LoRA rank; the seed of its initialisation
+                gradient_checkpointing:bool=False,
+               )->list:
+    "Freeze the base, add a seeded LoRA with fp32 trainable weights, set train mode; returns those weights."
+    import torch
+    from ltx_nb.model import add_lora
+    transformer.requires_grad_(False)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        add_lora(transformer, rank)
+    params = [p for n, p in transformer.named_parameters() if 'lora_' in n]
+    for p in params: p.data = p.data.float(); p.requires_grad_(True)
+    if gradient_checkpointing: transformer.enable_gradient_checkpointing()
+    transformer.train()
+    return params
+
+def build_model(st:TrainState):
+    "Load the base transformer of the request and attach its LoRA."
+    from ltx_nb.model import load_transformer, compute_dtype
+    r = st.r
+    st.transformer = load_transformer(r.model, compute_dtype(st.device, r.mixed_precision), st.acc.device)
+    st.params = attach_lora(st.transformer, r.rank, r.seed, st.gradient_checkpointing)
+    st.meta = lora_metadata_for(r)
+
+# %% ../nbs/08_train.ipynb #5b1298fd
+def build_optimizer(st:TrainState):
+    "The request's optimizer over the LoRA weights and its warm-up schedule."
+    st.optimizer = make_optimizer(st.params, st.r, st.device)
+    st.scheduler = warmup_schedule(st.optimizer, st.r.warmup_steps)
+
+def resume(st:TrainState):
+    "Continue from the newest whole checkpoint, if any; the run is `running` from here."
+    skipped = []
+    ck = latest_checkpoint(st.run_dir, skipped.append)
+    st.start = st.step = load_checkpoint(ck, st.transformer, st.optimizer, st.scheduler) if ck else 0
+    if st.main: truncate_metrics(st.run_dir, st.start or None)
+    st.acc.wait_for_everyone()
+    st.log.update(status=STATUS_RUNNING, step=st.start, last_checkpoint=ck.name if ck else None)
+    for msg in skipped: st.log.warn(msg, st.start)
+
+# %% ../nbs/08_train.ipynb #d3656197
+def check_finite(st:TrainState, loss, step:int):
+    "The loss of every process; a non-finite one fails the run, keeping the last good checkpoint."
+    import torch
+    losses = st.acc.gather(loss.detach().float().reshape(1))
+    if not torch.isfinite(losses).all():
+        last = latest_checkpoint(st.run_dir, lambda m: None)
+        msg = (f"loss is {losses.tolist()} at step {step + 1}: training diverged. The last good checkpoint "
+               f"({last.name if last else 'none'}) is kept; lower learning_rate (now {st.r.learning_rate}) and re-run")
+        st.log.update(status=STATUS_FAILED, error=msg, step=step)
+        raise TrainingFailed(msg)
+    return losses
+
+def apply_gradients(st:TrainState):
+    "Average the LoRA gradients over processes, clip them, step optimizer and schedule, clear them."
+    import torch
+    if st.world > 1:
+        import torch.distributed as dist
+        for p in st.params:  # the LoRA is small: no DDP wrapper needed
+            if p.grad is not None: dist.all_reduce(p.grad); p.grad /= st.world
+    if st.r.max_grad_norm: torch.nn.utils.clip_grad_norm_(st.params, st.r.max_grad_norm)
+    st.optimizer.step(); st.scheduler.step(); st.optimizer.zero_grad(set_to_none=True)
+
+def log_step(st:TrainState, losses, b:MaskedBatch, sigma:float, dt:float):
+    "The step's metrics line and progress bar."
+    st.loss = float(losses.mean())
+    st.ema = dt if st.ema is None else 0.9 * st.ema + 0.1 * dt
+    st.tokens_per_step = int(b.tokens.shape[1]) * st.world
+    st.log.metric(step=st.step, loss=st.loss, sigma=sigma, lr=st.scheduler.get_last_lr()[0], s_per_step=dt,
+                  tokens=st.tokens_per_step)
+    if st.bar is not None: st.bar.update(1); st.bar.set_postfix(loss=f'{st.loss:.4f}', s_step=f'{st.ema:.2f}')
+
+def train_step(st:TrainState, mark=None)->float:
+    "Step `st.step`: batch, forward, loss check, backward, gradient update, metrics; returns the loss."
+    mark = mark or (lambda name: None)
+    t0, step = time.perf_counter(), st.step
+    b, sigma = step_batch(st.transformer, st.items, st.r, step, st.rank, st.world, st.acc.device); mark('batch')
+    with st.acc.autocast(): loss = step_loss(st.transformer, b, st.r.frame_rate)
+    mark('forward')
+    losses = check_finite(st, loss, step); mark('gather+check')
+    loss.backward(); mark('backward')
+    apply_gradients(st); mark('clip+AdamW')
+    st.step = step + 1
+    log_step(st, losses, b, sigma, time.perf_counter() - t0); mark('logging')
+    return st.loss
+
+# %% ../nbs/08_train.ipynb #482dc4fd
+class StopSignals:
+    "SIGINT, SIGTERM and SIGHUP as KeyboardInterrupt: at once, or at the next `check()` while `defer` is set."
+    NAMES = dict(SIGINT='Ctrl-C', SIGTERM='SIGTERM', SIGHUP='SIGHUP')
+    def __init__(self): self.hit, self.defer, self.old = None, False, {}
+
+    def __enter__(self):
         import signal, threading
-        self.hit, self.old = False, None
         if threading.current_thread() is threading.main_thread():
-            self.old = signal.signal(signal.SIGINT, self._flag)
-    def _flag(self, *_): self.hit = True
-    def check(self):
-        if self.hit: self.hit = False; raise KeyboardInterrupt
-    def restore(self):
+            for name in self.NAMES:
+                if hasattr(signal, name): self.old[name] = signal.signal(getattr(signal, name), self._on)
+        return self
+
+    def _on(self, signum, frame):
         import signal
-        if self.old is not None: signal.signal(signal.SIGINT, self.old); self.old = None
+        self.hit = self.NAMES[signal.Signals(signum).name]
+        if not self.defer: raise KeyboardInterrupt(self.hit)
 
-def _average_gradients(params, world:int):
-    "All-reduce LoRA gradients across processes (they are small; no DDP wrapper needed)."
-    import torch.distributed as dist
-    for p in params:
-        if p.grad is not None: dist.all_reduce(p.grad); p.grad /= world
+    def check(self):
+        "Raise the signal that arrived, if one did."
+        if self.hit: raise KeyboardInterrupt(self.hit)
 
+    @property
+    def reason(self)->str: return self.hit or 'Ctrl-C'
+
+    def __exit__(self, *exc):
+        import signal
+        for name, old in self.old.items(): signal.signal(getattr(signal, name), old)
+        self.old = {}
+
+# %% ../nbs/08_train.ipynb #7ec33980
+def save_state(st:TrainState)->Path:
+    "Checkpoint what the run holds now (`st.step` updates)."
+    ck = save_checkpoint(st.run_dir, st.step, st.transformer, st.optimizer, st.scheduler, st.meta)
+    st.log.state['last_checkpoint'] = ck.name
+    return ck
+
+def validate(st:TrainState, step:int):
+    "Run the validation callbacks at `step`."
+    for cb in st.callbacks: cb(step, st.transformer, st.run_dir, st.r)
+
+def step_hooks(st:TrainState):
+    "After a step: checkpoint, validation, progress — each at its interval."
+    r, n, total = st.r, st.step, st.r.number_of_steps
+    if st.main and r.checkpoint_interval and n % r.checkpoint_interval == 0 and n < total: save_state(st)
+    if r.validation_interval and n % r.validation_interval == 0 and n < total: validate(st, n)
+    if st.main and (n % 10 == 0 or n == total):
+        st.log.update(step=n, loss=st.loss, s_per_step=st.ema, eta_s=st.ema * (total - n))
+    st.acc.wait_for_everyone()
+
+def interrupt(st:TrainState, reason:str):
+    "Checkpoint the updates made so far and mark the run `interrupted` (resumable)."
+    if st.main and st.step > st.start: save_state(st)
+    st.log.update(status=STATUS_INTERRUPTED, step=st.step, error=f'interrupted ({reason}); re-run the same job to resume')
+
+def make_bar(st:TrainState, progress:bool=True, file=None):
+    "The tqdm bar of the run (main process, when `progress`)."
+    from tqdm.auto import tqdm
+    return tqdm(total=st.r.number_of_steps, initial=st.step, desc='training', disable=not (progress and st.main),
+                dynamic_ncols=True, file=file)
+
+def run_loop(st:TrainState, progress:bool=True)->float:
+    "Train from `st.step` to the end with the hooks; Ctrl-C/SIGTERM/SIGHUP checkpoint and re-raise. Returns seconds."
+    sig = st.signals or StopSignals()
+    st.bar, t0, sig.defer = make_bar(st, progress), time.perf_counter(), True
+    try:
+        while st.step < st.r.number_of_steps:
+            sig.check()
+            train_step(st); step_hooks(st)
+        sig.check()
+    except KeyboardInterrupt:
+        interrupt(st, sig.reason); raise
+    finally: sig.defer = False; st.bar.close()
+    return time.perf_counter() - t0
+
+# %% ../nbs/08_train.ipynb #736679c3
+def finish(st:TrainState, wall:float)->TrainResult:
+    "Save the final checkpoint and LoRA, validate, plot, and mark the run completed with its summary."
+    from ltx_nb.bench import throughput  # the same counters as the benchmarks
+    from ltx_nb.model import save_lora
+    total, trained, lora = st.r.number_of_steps, st.r.number_of_steps - st.start, None
+    if st.main:
+        save_checkpoint(st.run_dir, total, st.transformer, st.optimizer, st.scheduler, st.meta)
+        lora = save_lora(st.transformer, st.run_dir/LORA, st.meta)
+    validate(st, total)
+    summary = dict(steps_trained=trained, wall_s=wall, **throughput(st.tokens_per_step, trained, wall),
+                   peak_memory_mb=peak_memory_mb(st.device), processes=st.world, device=st.device,
+                   mixed_precision=st.mixed_precision, gradient_checkpointing=st.gradient_checkpointing, resumed_from=st.start)
+    if st.main:
+        plot_loss(st.run_dir)
+        st.log.update(status=STATUS_COMPLETED, step=total, loss=st.loss, eta_s=0, summary=summary,
+                      last_checkpoint=checkpoint_name(total))
+    st.acc.wait_for_everyone()
+    return TrainResult(st.run_dir, lora or st.run_dir/LORA, STATUS_COMPLETED, total, st.loss, summary)
+
+def record_failure(st:TrainState, e:BaseException):
+    "Mark a run that stopped on `e` as failed (or interrupted), unless a stage already did."
+    if st.log is None or st.log.state['status'] in RUN_ENDED: return
+    if isinstance(e, KeyboardInterrupt):
+        why = st.signals.reason if st.signals else 'Ctrl-C'
+        return st.log.update(status=STATUS_INTERRUPTED, error=f'interrupted ({why}); re-run the same job to resume')
+    try: st.log.update(status=STATUS_FAILED, error=f'{type(e).__name__}: {e}')
+    except OSError: pass  # the run directory itself is what failed
+
+# %% ../nbs/08_train.ipynb #16f093bf
 def train(r:Request|dict|str, # a request, its dict, or a request JSON path
           run_dir:str|Path|None=None, # overrides the request's run_dir
           progress:bool=True, # show a tqdm bar (main process)
@@ -300,153 +490,53 @@ def train(r:Request|dict|str, # a request, its dict, or a request JSON path
                           # None: the masked validation sampler when the request has validation entries
          )->TrainResult:
     "Train the masked, reference-guided LoRA of a request; resumes from the newest checkpoint in its run directory."
-    import torch
-    from accelerate import Accelerator
-    from tqdm.auto import tqdm
-    from ltx_nb.dataset import check_dataset, write_debug_dataset
-    from ltx_nb.latents import cache_dataset
-    from ltx_nb.model import load_transformer, add_lora, save_lora, resolve_device, compute_dtype
-    r = r if isinstance(r, Request) else load_request(r)
-    device = resolve_device(r.device)
-    mp, gc_on = precision(r, device)
-    acc = Accelerator(mixed_precision=mp, cpu=device == 'cpu')
-    main, rank, world = acc.is_main_process, acc.process_index, acc.num_processes
-    run_dir = Path(run_dir or r.run_dir or default_run_dir(r)).absolute()
-    if main:
-        run_dir.mkdir(parents=True, exist_ok=True); _check_run_dir(run_dir, r)
-    acc.wait_for_everyone()
-    done = _finished(run_dir, r)
-    if done: return done
-    log = RunLog(run_dir, r.number_of_steps, enabled=main)
-    log.update(status='preparing')
-    if main:
-        write_config(run_dir, r); write_json(run_dir/'request.json', r.to_dict())
-    # data: check, (debug archive), cache latents — the main process first, the others then find it all cached
-    with acc.main_process_first():
-        report = check_dataset(r, progress=progress and main)
-        if main: write_json(run_dir/'report.json', report.to_dict())
-        report.raise_for_status()
-        if main and r.debug_dataset: write_debug_dataset(report, r, run_dir/'debug_dataset.zip', progress=progress)
-        cached = cache_dataset(report, r, device=acc.device, progress=progress and main)
-        if r.validation:  # embed validation prompts now, so no text encoder loads mid-training
-            from ltx_nb.latents import encode_prompts
-            from ltx_nb.validation import validation_prompts
-            encode_prompts(validation_prompts(r), r.model, device=acc.device)
-    if callbacks is None:
-        from ltx_nb.validation import make_validation_callback
-        callbacks = [make_validation_callback(r, run_dir, is_main=main)] if r.validation else []
-    samples = [c.load(acc.device) for c in cached]
-    # model: frozen base in the compute dtype, trainable LoRA in fp32
-    dtype = compute_dtype(device, r.mixed_precision)
-    tr = load_transformer(r.model, dtype, acc.device).requires_grad_(False)
-    with torch.random.fork_rng(devices=[]):  # the LoRA's init follows the request's seed, the same on every process
-        torch.manual_seed(r.seed)
-        add_lora(tr, r.rank)
-    params = [p for n, p in tr.named_parameters() if 'lora_' in n]
-    for p in params: p.data = p.data.float(); p.requires_grad_(True)
-    if gc_on: tr.enable_gradient_checkpointing()
-    tr.train()
-    opt = make_optimizer(params, r, device)
-    sched = warmup_schedule(opt, r.warmup_steps)
-    meta = lora_metadata_for(r)
-    ck = latest_checkpoint(run_dir)
-    start = load_checkpoint(ck, tr, opt, sched) if ck else 0
-    if main and start: truncate_metrics(run_dir, start)
-    elif main and (run_dir/'metrics.jsonl').exists(): (run_dir/'metrics.jsonl').unlink()
-    acc.wait_for_everyone()
-    total, tokens_per_step = r.number_of_steps, 0
-    log.update(status='running', step=start, last_checkpoint=ck.name if ck else None)
-    bar = tqdm(total=total, initial=start, desc='training', disable=not (progress and main), dynamic_ncols=True)
-    t_start, ema, loss_v, done = time.perf_counter(), None, None, start
-    stop = _DeferredInterrupt()  # Ctrl-C lands between steps, never inside an update
-    try:
-        for step in range(start, total):
-            stop.check()
-            t0 = time.perf_counter()
-            b, sigma = step_batch(tr, samples, r, step, rank, world, acc.device)
-            with acc.autocast(): loss = step_loss(tr, b, r.frame_rate)
-            losses = acc.gather(loss.detach().float().reshape(1))
-            if not torch.isfinite(losses).all():
-                last = latest_checkpoint(run_dir)
-                msg = (f"loss is {losses.tolist()} at step {step + 1}: training diverged. The last good checkpoint "
-                       f"({last.name if last else 'none'}) is kept; lower learning_rate (now {r.learning_rate}) and re-run")
-                log.update(status='failed', error=msg, step=step)
-                raise TrainingFailed(msg)
-            loss.backward()
-            if world > 1: _average_gradients(params, world)
-            if r.max_grad_norm: torch.nn.utils.clip_grad_norm_(params, r.max_grad_norm)
-            opt.step(); sched.step(); opt.zero_grad(set_to_none=True)
-            done = step + 1  # updates applied so far: what a checkpoint written now holds
-            loss_v = float(losses.mean())
-            dt = time.perf_counter() - t0
-            ema = dt if ema is None else 0.9 * ema + 0.1 * dt
-            tokens_per_step = int(b.tokens.shape[1]) * world
-            log.metric(step=step + 1, loss=loss_v, sigma=sigma, lr=sched.get_last_lr()[0], s_per_step=dt, tokens=tokens_per_step)
-            bar.update(1); bar.set_postfix(loss=f'{loss_v:.4f}', s_step=f'{ema:.2f}')
-            n = step + 1
-            if main and r.checkpoint_interval and n % r.checkpoint_interval == 0 and n < total:
-                log.state['last_checkpoint'] = save_checkpoint(run_dir, n, tr, opt, sched, meta).name
-            if r.validation_interval and n % r.validation_interval == 0 and n < total:
-                for cb in callbacks: cb(n, tr, run_dir, r)
-            if main and (n % 10 == 0 or n == total):
-                log.update(step=n, loss=loss_v, s_per_step=ema, eta_s=ema * (total - n))
-            acc.wait_for_everyone()
-        stop.check()
-    except KeyboardInterrupt:
-        if main and done > start:
-            log.state['last_checkpoint'] = save_checkpoint(run_dir, done, tr, opt, sched, meta).name
-        log.update(status='interrupted', step=done, error='interrupted (Ctrl-C); re-run the same job to resume')
-        bar.close()
-        raise
-    finally: stop.restore()
-    bar.close()
-    wall = time.perf_counter() - t_start
-    trained = total - start
-    for cb in callbacks: cb(total, tr, run_dir, r)
-    from ltx_nb.bench import throughput  # the same counters as the benchmarks
-    summary = dict(steps_trained=trained, wall_s=wall, **throughput(tokens_per_step, trained, wall),
-                   peak_memory_mb=peak_memory_mb(device), processes=world, device=device, mixed_precision=mp,
-                   gradient_checkpointing=gc_on, resumed_from=start)
-    lora = None
-    if main:
-        save_checkpoint(run_dir, total, tr, opt, sched, meta)
-        lora = save_lora(tr, run_dir/'lora.safetensors', meta)
-        plot_loss(run_dir)
-        log.update(status='completed', step=total, loss=loss_v, eta_s=0, summary=summary,
-                   last_checkpoint=f'step-{total:06d}')
-    acc.wait_for_everyone()
-    return TrainResult(run_dir, lora or run_dir/'lora.safetensors', 'completed', total, loss_v, summary)
+    st = start_run(r, run_dir)
+    done = prepare_run_dir(st)
+    if done is not None: return done
+    with run_lock(st.run_dir, enabled=st.main), StopSignals() as st.signals:
+        try:
+            open_run(st)
+            prepare_data(st, progress)
+            st.callbacks = validation_callbacks(st, callbacks)
+            build_model(st)
+            build_optimizer(st)
+            resume(st)
+            return finish(st, run_loop(st, progress))
+        except BaseException as e:
+            record_failure(st, e)
+            raise_run_dir_error(e, st.run_dir)
+            raise
 
-# %% ../nbs/08_train.ipynb #2872676c
-def masked_eval_loss(transformer, samples:list[dict], seed:int=0, sigmas=(0.3, 0.6, 0.9), mismatched:bool=False,
+# %% ../nbs/08_train.ipynb #e4be65de
+def masked_eval_loss(transformer, items:list[dict], seed:int=0, sigmas=(0.3, 0.6, 0.9), mismatched:bool=False,
                      fps:float=24.0)->float:
-    "Mean masked loss over samples × σ with fixed noise; `mismatched` gives each sample the next one's reference."
+    "Mean masked loss over items × σ with fixed noise; `mismatched` gives each item the next one's reference."
     import torch
     out = []
     with torch.no_grad():
-        for i, s in enumerate(samples):
+        for i, s in enumerate(items):
             for j, sg in enumerate(sigmas):
                 g = step_generator(seed, 10**7 + i * len(sigmas) + j)
                 noise = torch.randn(int(s['keep'].numel()), s['target'].shape[0], generator=g).to(s['target'].device)
-                ref = samples[(i + 1) % len(samples)]['reference'] if mismatched else None
+                ref = items[(i + 1) % len(items)]['reference'] if mismatched else None
                 out.append(float(step_loss(transformer, masked_batch(transformer, s, sg, noise, fps, ref), fps)))
     return float(np.mean(out))
 
 def learning_check(run_dir:str|Path, # a completed run
                    seed:int=0)->dict:
-    "Untrained, trained and mismatched-reference masked losses of a run's LoRA on its own samples, and their ratios."
+    "Untrained, trained and mismatched-reference masked losses of a run's LoRA on its own training items, and their ratios."
     import torch
     from ltx_nb.dataset import DatasetReport
     from ltx_nb.latents import cache_dataset
     from ltx_nb.model import load_transformer, add_lora, load_lora_state, set_lora_state
     run_dir = Path(run_dir)
-    r = load_request(run_dir/'request.json')
+    r = read_request(run_dir)
     from ltx_nb.dataset import check_dataset
-    samples = [c.load() for c in cache_dataset(check_dataset(r, progress=False), r, progress=False)]
+    items = [c.load() for c in cache_dataset(check_dataset(r, progress=False), r, progress=False)]
     tr = add_lora(load_transformer(r.model).requires_grad_(False), r.rank).eval()
-    untrained = masked_eval_loss(tr, samples, seed, fps=r.frame_rate)
+    untrained = masked_eval_loss(tr, items, seed, fps=r.frame_rate)
     set_lora_state(tr, load_lora_state(run_dir/'lora.safetensors'))
-    trained = masked_eval_loss(tr, samples, seed, fps=r.frame_rate)
-    mismatched = masked_eval_loss(tr, samples, seed, mismatched=True, fps=r.frame_rate)
+    trained = masked_eval_loss(tr, items, seed, fps=r.frame_rate)
+    mismatched = masked_eval_loss(tr, items, seed, mismatched=True, fps=r.frame_rate)
     return dict(untrained=untrained, trained=trained, mismatched=mismatched,
                 trained_vs_untrained=trained / untrained, trained_vs_mismatched=trained / mismatched)

@@ -10,11 +10,12 @@ import html, io, json, threading
 from pathlib import Path
 import numpy as np
 from .core import LtxNbError, Request, load_request
+from .rundir import (RUN_ENDED, METRICS, PROGRESS, VALIDATION_INDEX, read_progress, read_metrics, validation_dir,
+                           read_validation_index)
 
 # %% auto #0
-__all__ = ['RUN_ENDED', 'frame_bytes', 'FramePanel', 'frame_player', 'raw_triplet', 'TripletBrowser', 'fake_run_dir',
-           'read_validation_index', 'read_video', 'metrics_table', 'ValidationViewer', 'read_progress', 'progress_line',
-           'LossPlot']
+__all__ = ['frame_bytes', 'FramePanel', 'frame_player', 'raw_triplet', 'TripletBrowser', 'read_video', 'metrics_table',
+           'ValidationViewer', 'progress_line', 'LossPlot']
 
 # %% ../nbs/10_viewers.ipynb #67571c49
 def frame_bytes(frame:np.ndarray,   # uint8 (H, W, 3)
@@ -159,82 +160,7 @@ class TripletBrowser:
 
     def _repr_mimebundle_(self, **kw): return self.widget._repr_mimebundle_(**kw)
 
-# %% ../nbs/10_viewers.ipynb #bff286fe
-def _fake_clip(frames:int, size:tuple[int,int], seed:int, stripes:bool=False)->np.ndarray:
-    "A moving colour pattern, uint8 (T, H, W, 3)."
-    W, H = size
-    t, y, x = np.ogrid[:frames, :H, :W]
-    if stripes: r, g, b = ((x + y + 3 * t) // 6 % 2) * 200 + 30, (x // 8 % 2) * 180 + 40, np.full_like(x, 90) + 0 * t
-    else: r, g, b = (x * 255 // W + 9 * t + 40 * seed) % 256, y * 255 // H + 0 * t, 128 + 60 * np.sin((x + y) / 11 + t / 3 + seed)
-    return np.stack(np.broadcast_arrays(r, g, b), -1).clip(0, 255).astype(np.uint8)
-
-def _fake_mask(frames:int, size:tuple[int,int], seed:int)->np.ndarray:
-    "A box drifting right, bool (T, H, W)."
-    W, H = size
-    w = np.zeros((frames, H, W), bool)
-    for t in range(frames):
-        x0 = (W // 6 + seed * 7 + t * max(1, W // (3 * frames))) % (W // 2)
-        w[t, H // 4: 3 * H // 4, x0: x0 + W // 3] = True
-    return w
-
-def fake_run_dir(path:str|Path,   # the run directory to write (created)
-                 steps=(0, 50, 100), # validation points; the last is the run's length
-                 entries:int=2,   # validation entries
-                 frames:int=17,   # frames per clip
-                 size:tuple[int,int]=(128, 96), # (width, height), even
-                 fps:float=8,     # frame rate of the clips
-                 status:str='completed', # progress.json status
-                 seed:int=0,
-                )->Path:
-    "Write a small run directory with the layout of a real one (made-up pictures and numbers) to try the viewers on."
-    from ltx_nb.media import write_video
-    from PIL import Image
-    path = Path(path); (path/'validation').mkdir(parents=True, exist_ok=True)
-    rng, total = np.random.default_rng(seed), int(steps[-1])
-    rows = [dict(step=s, loss=float(0.05 + 0.5 * np.exp(-3 * s / max(total, 1)) * (0.8 + 0.4 * rng.random())),
-                 sigma=float(rng.random()), lr=2e-4, s_per_step=0.5, tokens=frames * size[0] * size[1] // 32**2 // 8)
-            for s in range(1, total + 1)]
-    index = dict(entries=[], prompts=[], fps=fps, seed=seed, points=[])
-    clips = []
-    for k in range(entries):
-        src, ref, white = _fake_clip(frames, size, k), _fake_clip(frames, size, k, stripes=True), _fake_mask(frames, size, k)
-        d = path/'validation'/f'entry-{k}'
-        write_video(d/'source.mp4', src, fps); write_video(d/'reference.mp4', ref, fps)
-        np.savez_compressed(d/'mask.npz', white=white)
-        index['entries'].append(dict(entry=k, name=f'entry{k}', prompt=f'fake entry {k}: the box shows the stripes',
-                                     source=f'entry-{k}/source.mp4', reference=f'entry-{k}/reference.mp4',
-                                     mask=f'entry-{k}/mask.npz', ground_truth=True, frames=frames, size=list(size)))
-        clips.append((src, ref, white, rng.integers(0, 256, src.shape, dtype=np.uint8)))
-    index['prompts'] = [e['prompt'] for e in index['entries']]
-    for s in steps:
-        name, a, metrics = f'step-{int(s):06d}', s / max(total, 1), []
-        for k, (src, ref, white, noise) in enumerate(clips):
-            res = np.where(white[..., None], np.rint((1 - a) * noise + a * ref), src).astype(np.uint8)
-            write_video(path/'validation'/name/f'entry-{k}.mp4', res, fps)
-            mse = float(np.mean((res[white].astype(float) - src[white]) ** 2))
-            metrics.append(dict(kept_max_error=0, regenerated=float(white.mean()), psnr_region=10 * np.log10(255**2 / max(mse, 1e-3)),
-                                psnr_seam=12 + 8 * a, ssim_region=0.2 + 0.5 * a, ssim_seam=0.4 + 0.4 * a))
-        Image.fromarray(np.concatenate([c[0][0] for c in clips], 0)).save(path/'validation'/name/'sheet.png')
-        index['points'].append(dict(step=int(s), dir=name, videos=[f'{name}/entry-{k}.mp4' for k in range(entries)],
-                                    sheet=f'{name}/sheet.png', metrics=metrics))
-        at = next((i for i, m in enumerate(rows) if m['step'] > s), len(rows))
-        rows[at:at] = [dict(kind='validation', step=int(s), entry=k, **m) for k, m in enumerate(metrics)]
-    (path/'validation'/'index.json').write_text(json.dumps(index, indent=2))
-    (path/'metrics.jsonl').write_text(''.join(json.dumps(m) + '\n' for m in rows))
-    (path/'progress.json').write_text(json.dumps(dict(status=status, step=total, total=total, loss=next((m['loss'] for m in rows[::-1] if 'loss' in m), None),
-                                                      s_per_step=0.5, eta_s=0)))
-    return path
-
-# %% ../nbs/10_viewers.ipynb #60e5896b
-def read_validation_index(run_dir:str|Path # a run directory
-                         )->dict:
-    "`validation/index.json` of a run: entries, prompts, points and their metrics."
-    p = Path(run_dir)/'validation'/'index.json'
-    if not p.exists():
-        raise LtxNbError(f"{p}: no validation points yet (give the request `validation` entries; a point is written "
-                         "every `validation_interval` steps and at the end)")
-    return json.loads(p.read_text())
-
+# %% ../nbs/10_viewers.ipynb #ffc1772c
 def read_video(path:str|Path # a video file
               )->np.ndarray:
     "Every frame of a video at its own size: uint8 (T, H, W, 3)."
@@ -258,7 +184,7 @@ def metrics_table(points:list[dict], # index.json points to compare
                    + '</tr>' for k in keys)
     return f'<table><thead><tr><th></th>{head}</tr></thead><tbody>{body}</tbody></table>'
 
-# %% ../nbs/10_viewers.ipynb #6a3f78c8
+# %% ../nbs/10_viewers.ipynb #60e5896b
 class ValidationViewer:
     "Compare one validation entry at two steps: source | reference | result@A | result@B, scrubbed in sync, with metrics."
     def __init__(self, run_dir:str|Path, # a run directory with `validation/index.json`
@@ -267,7 +193,7 @@ class ValidationViewer:
         import ipywidgets as W
         self.run_dir, self.height, self._video = Path(run_dir), height, {}
         self.index = read_validation_index(run_dir)
-        if not self.index.get('points'): raise LtxNbError(f"{self.run_dir/'validation'/'index.json'}: no validation points yet")
+        if not self.index.get('points'): raise LtxNbError(f"{validation_dir(self.run_dir)/VALIDATION_INDEX}: no validation points yet")
         ents = self.index['entries']
         self.entry = W.Dropdown(options=[(f"{e['entry']}: {e.get('name', '')}", e['entry']) for e in ents], value=ents[0]['entry'],
                                 description='entry')
@@ -304,7 +230,7 @@ class ValidationViewer:
         "Frames of a file under `validation/` (mask tinted if `overlay`), decoded once; None when missing."
         key = (rel, overlay)
         if key not in self._video:
-            p = self.run_dir/'validation'/rel
+            p = validation_dir(self.run_dir)/rel
             if not p.exists(): return None
             if overlay:
                 from ltx_nb.masks import mask_overlay
@@ -316,7 +242,7 @@ class ValidationViewer:
     def white(self)->np.ndarray:
         "The chosen entry's pixel mask, bool (F, H, W), True = regenerate."
         rel = self.index['entries'][self.entry.value]['mask']
-        if (rel, 'mask') not in self._video: self._video[rel, 'mask'] = np.load(self.run_dir/'validation'/rel)['white']
+        if (rel, 'mask') not in self._video: self._video[rel, 'mask'] = np.load(validation_dir(self.run_dir)/rel)['white']
         return self._video[rel, 'mask']
 
     def point(self, step:int)->dict: return next(p for p in self.points if p['step'] == step)
@@ -342,15 +268,7 @@ class ValidationViewer:
 
     def _repr_mimebundle_(self, **kw): return self.widget._repr_mimebundle_(**kw)
 
-# %% ../nbs/10_viewers.ipynb #d2c6c462
-RUN_ENDED = ('completed', 'failed', 'interrupted')
-
-def read_progress(run_dir:str|Path # a run directory
-                 )->dict:
-    "`progress.json` of a run ({} before it exists or while it is replaced)."
-    try: return json.loads((Path(run_dir)/'progress.json').read_text())
-    except (OSError, json.JSONDecodeError): return {}
-
+# %% ../nbs/10_viewers.ipynb #e914ace1
 def progress_line(p:dict # `read_progress`
                  )->str:
     "status · step/total · loss · s/step · ETA, from a progress dict."
@@ -362,7 +280,7 @@ def progress_line(p:dict # `read_progress`
     if p.get('error'): parts.append(str(p['error']))
     return ' · '.join(parts)
 
-# %% ../nbs/10_viewers.ipynb #23d11797
+# %% ../nbs/10_viewers.ipynb #7af2e3ce
 class LossPlot:
     "Loss (and validation metrics) of a run from `metrics.jsonl`; `refresh()` re-reads, `live()` follows a training run."
     def __init__(self, run_dir:str|Path, # a run directory
@@ -378,11 +296,10 @@ class LossPlot:
     def _signature(self):
         "What changes when the run writes: sizes and times of metrics.jsonl and progress.json."
         def sig(p): return (p.stat().st_size, p.stat().st_mtime_ns) if p.exists() else None
-        return sig(self.run_dir/'metrics.jsonl'), sig(self.run_dir/'progress.json')
+        return sig(self.run_dir/METRICS), sig(self.run_dir/PROGRESS)
 
     def refresh(self, force:bool=True):
         "Re-read the run's files and redraw (only when they changed, unless `force`)."
-        from ltx_nb.train import read_metrics
         seen = self._signature()
         if not force and seen == self._seen: return self
         self._seen, self.rows, self.progress = seen, read_metrics(self.run_dir), read_progress(self.run_dir)

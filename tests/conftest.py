@@ -22,3 +22,21 @@ def ltx_nb(*args, cwd=None, timeout=600):
     "Run the installed `ltx-nb` console script; returns the CompletedProcess."
     exe = Path(sys.executable).parent/'ltx-nb'
     return subprocess.run([str(exe), *map(str, args)], cwd=cwd, capture_output=True, text=True, timeout=timeout)
+
+@pytest.fixture(scope='session')
+def validated_run(triplets, tmp_path_factory)->Path:
+    """One short real run directory, made once per session: the tiny model, the 16:9 'low' bucket at 9 frames, 100 steps,
+    one validation entry sampled with one denoising step at step 50 and at the end. Copy it before changing it."""
+    from ltx_nb.core import EMBEDDED_MODEL, load_request
+    from ltx_nb.synth import triplet_files
+    from ltx_nb.train import train
+    f = triplet_files(1)
+    entry = dict(prompt='entry 1', video_url=str(triplets/f['end']), mask_url=str(triplets/f['mask']),
+                 reference_video_url=str(triplets/f['start']))
+    r = load_request(dict(training_data_url=str(triplets), model=EMBEDDED_MODEL, number_of_steps=100, number_of_frames=9,
+                          resolution='low', aspect_ratio='16:9', rank=8, learning_rate=1e-3, validation=[entry],
+                          validation_number_of_frames=9, validation_resolution='low', validation_aspect_ratio='16:9',
+                          validation_num_inference_steps=1, validation_guidance_scale=1.0, stg_scale=0.0,
+                          validation_interval=50, checkpoint_interval=50,
+                          run_dir=str(tmp_path_factory.mktemp('validated')/'run')))
+    return train(r, progress=False).run_dir

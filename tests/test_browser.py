@@ -61,10 +61,10 @@ def lab(tmp_path):
         log.close()
 
 @pytest.mark.timeout(240)
-def test_validation_viewer_in_chromium(sync_api, lab, tmp_path):
-    from ltx_nb.viewers import fake_run_dir
+def test_validation_viewer_in_chromium(sync_api, lab, tmp_path, validated_run):
+    import shutil
     url, token, root = lab
-    fake_run_dir(root/'run', steps=(0, 10), entries=1, frames=17, size=(128, 96))
+    shutil.copytree(validated_run, root/'run')
     _notebook(root/'viewer.ipynb', 'from ltx_nb.viewers import ValidationViewer\nValidationViewer("run", height=160)')
 
     with sync_api.sync_playwright() as p:

@@ -140,7 +140,8 @@ def test_validation_during_training(triplets, tmp_path):
     from ltx_nb.media import probe_video
     from ltx_nb.latents import encode_prompts
     from ltx_nb.validation import make_validation_callback, validation_prompts
-    from ltx_nb.train import train, read_metrics
+    from ltx_nb.train import train
+    from ltx_nb.rundir import read_metrics
     entries = [dict(prompt=f'entry {i}', video_url=str(piece(triplets, i, 'end')), mask_url=str(piece(triplets, i, 'mask')),
                     reference_video_url=str(piece(triplets, i, 'start'))) for i in (1,)]
     r = load_request(dict(training_data_url=str(triplets), model=EMBEDDED_MODEL, number_of_steps=100, number_of_frames=9,
