@@ -501,7 +501,7 @@ def decode_latents(vae,     # an `AutoencoderKLLTX2Video`
     x = ((x.float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 4, 1).cpu()
     return x[0] if one else x
 
-# %% ../nbs/06_model.ipynb #a60d8925
+# %% ../nbs/06_model.ipynb #f2a31424
 def _unwrap(model):
     "The diffusers model inside a DDP/accelerate (`.module`) or `torch.compile` (`._orig_mod`) wrapper."
     while hasattr(model, 'module') or hasattr(model, '_orig_mod'): model = getattr(model, 'module', None) or model._orig_mod

@@ -67,9 +67,12 @@ class Validator:
         return bool(self._gt[k])
 
 # %% ../nbs/19_validation.ipynb #9f817e6d
-from fastcore.basics import patch
+def _method(f):
+    "Attach `f` to `Validator`: the class is told across cells, as fastcore's `@patch` does, without fastcore at run time."
+    setattr(Validator, f.__name__, f)
+    return f
 
-@patch
+@_method
 def __call__(self:Validator, step:int, transformer, run_dir:str|Path|None=None, request:Request|None=None)->dict|None:
     "Validate at `step`; returns this point's index entry (None on other processes or without entries)."
     if not self.is_main or not self.r.validation: return None
@@ -94,7 +97,7 @@ def __call__(self:Validator, step:int, transformer, run_dir:str|Path|None=None, 
         release(vae)
     return self._write(validation_dir(run_dir), step, inputs, results)
 
-@patch
+@_method
 def _sample(self:Validator, k:int, inp, transformer, vae, embeds:tuple)->np.ndarray:
     "Entry `k` sampled with the request's settings (its latents encoded once; the global RNG untouched)."
     import torch
@@ -105,7 +108,7 @@ def _sample(self:Validator, k:int, inp, transformer, vae, embeds:tuple)->np.ndar
                              latents=self.latents[k])
 
 # %% ../nbs/19_validation.ipynb #ac167f84
-@patch
+@_method
 def _write_inputs(self:Validator, root:Path, inputs:list):
     "The fitted source, reference and mask of every entry (written once)."
     from ltx_nb.media import write_video
@@ -117,7 +120,7 @@ def _write_inputs(self:Validator, root:Path, inputs:list):
         if not (d/'reference.mp4').exists(): write_video(d/'reference.mp4', inp.reference, inp.fps)
         if not (d/'mask.npz').exists(): save_npz(d/'mask.npz', white=inp.white, keep=latent_keep_mask(inp.white, self.r.mask_dilation))
 
-@patch
+@_method
 def _write_point(self:Validator, root:Path, step:int, inputs:list, results:list)->dict:
     "This step's videos, contact sheet and reel segment; returns its index entry with the metrics."
     from ltx_nb.media import write_video
@@ -139,7 +142,7 @@ def _write_point(self:Validator, root:Path, step:int, inputs:list, results:list)
     return dict(step=step, dir=name, videos=[f'{name}/entry-{k}.mp4' for k in range(len(inputs))],
                 sheet=f'{name}/sheet.png', reel=f'{name}/reel.mp4', metrics=metrics)
 
-@patch
+@_method
 def _index(self:Validator, inputs:list, points:list)->dict:
     "The validation index: entries, prompts, the sampling settings and the points."
     from ltx_nb.rundir import VALIDATION_REEL
@@ -152,7 +155,7 @@ def _index(self:Validator, inputs:list, points:list)->dict:
                 fps=inputs[0].fps, seed=st.seed, steps=st.steps, guidance_scale=st.guidance_scale,
                 stg_scale=st.stg_scale, reel=f'../{VALIDATION_REEL}', points=points)
 
-@patch
+@_method
 def _write(self:Validator, root:Path, step:int, inputs:list, results:list)->dict:
     "Write this point's files, metrics, index and reel (the formats are `ltx_nb.rundir`'s)."
     import shutil
