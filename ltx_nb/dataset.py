@@ -301,7 +301,7 @@ def write_debug_dataset(report:DatasetReport, # a checked dataset
             z.writestr('manifest.json', json.dumps(manifest, indent=2, ensure_ascii=False))
     return out
 
-# %% ../nbs/04_dataset.ipynb #25a0af26
+# %% ../nbs/04_dataset.ipynb #db227a54
 @dataclass
 class ValidationInput:
     "One entry fitted for sampling: source, white mask and reference at the validation bucket, and the prompt."
@@ -334,7 +334,7 @@ class ValidationFit:
         return cls(r.validation_number_of_frames, float(r.validation_frame_rate), r.validation_size, r.auto_scale_input,
                    r.reference_downscale_factor)
 
-# %% ../nbs/04_dataset.ipynb #61adefaa
+# %% ../nbs/04_dataset.ipynb #d6a5f8f9
 def _fetch_entry(entry:dict, workdir, name:str)->dict:
     "Local files of an entry's source, mask and reference; raises listing every one that cannot be had."
     from ltx_nb.archive import fetch_file
