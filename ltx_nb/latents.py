@@ -15,7 +15,7 @@ from .dataset import DatasetReport, TripletReport, load_triplet, dataset_setting
 
 # %% auto #0
 __all__ = ['TILE_ABOVE', 'file_digest', 'component_fingerprint', 'latent_key', 'text_key', 'save_tensors', 'load_tensors',
-           'CachedSample', 'release', 'encode_clip', 'encode_prompts', 'cache_dataset']
+           'CachedItem', 'release', 'encode_clip', 'encode_prompts', 'cache_dataset']
 
 # %% ../nbs/07_latents.ipynb #a276c8f2
 _digests = {}
@@ -62,7 +62,7 @@ def text_key(prompt:str, model:str, dtype='float32',
             )->str:
     "Cache key of a prompt's text embeddings (the encoder's dtype counts: bf16 on CUDA, fp32 on the CPU)."
     gemma = component_fingerprint(text_encoder, '.') if text_encoder else component_fingerprint(model, 'text_encoder')
-    return _key('text-v2', prompt, gemma, component_fingerprint(model, 'connectors'), str(dtype).removeprefix('torch.'))
+    return _key('text-v3', prompt, gemma, component_fingerprint(model, 'connectors'), str(dtype).removeprefix('torch.'))
 
 # %% ../nbs/07_latents.ipynb #53fc8e98
 def save_tensors(tensors:dict, path:str|Path, metadata:dict|None=None)->Path:
@@ -82,15 +82,15 @@ def load_tensors(path:str|Path, device='cpu')->dict:
 
 # %% ../nbs/07_latents.ipynb #f275a889
 @dataclass
-class CachedSample:
-    "One training sample in the cache: where its latents and its caption's embeddings are."
+class CachedItem:
+    "One training item in the cache: where its latents and its caption's embeddings are."
     name: str
     latents: Path   # target (C,F,H,W), reference (C,F,h,w), keep (F,H,W)
-    text: Path      # context (L,D), mask (L,)
+    text: Path      # context (L,D), context_mask (L,)
     caption: str
 
     def load(self, device='cpu')->dict:
-        "The sample's tensors."
+        "The item's tensors."
         return {**load_tensors(self.latents, device), **load_tensors(self.text, device)}
 
 def release(*models):
@@ -126,7 +126,7 @@ def _embed_prompts(todo:list, model:str, device, dtype, text_encoder:str|None=No
     te = load_text_encoder(model, dtype, device, text_encoder=text_encoder)
     for p, path in todo:
         ctx, _, mask = te.encode(p)
-        save_tensors(dict(context=ctx[0].float(), mask=mask[0]), path, dict(prompt=p))
+        save_tensors(dict(context=ctx[0].float(), context_mask=mask[0]), path, dict(prompt=p))
 
 def encode_prompts(prompts:list[str], # captions or validation prompts
                    model:str,         # the model whose text encoder to use
@@ -135,7 +135,7 @@ def encode_prompts(prompts:list[str], # captions or validation prompts
                    dtype=None,   # its dtype; default bf16 on CUDA, fp32 on the CPU
                    text_encoder:str|None=None, # the Gemma 3 folder of a single-file `model` (`Request.text_encoder`)
                   )->list[Path]:
-    "Cached text embeddings (context, mask) of each prompt; encodes only the new ones."
+    "Cached text embeddings (context, context_mask) of each prompt; encodes only the new ones."
     cache = Path(cache) if cache else cache_dir('latents')
     dtype = _dtype_for(device, dtype)
     paths = [cache/'text'/f'{text_key(p, model, dtype, text_encoder)}.safetensors' for p in prompts]
@@ -164,7 +164,7 @@ def cache_dataset(report:DatasetReport, # a checked dataset
                   device='cpu', # where the VAE and text encoder run
                   dtype=None,   # their dtype; default bf16 on CUDA, fp32 on the CPU
                   progress:bool=True,
-                 )->list[CachedSample]:
+                 )->list[CachedItem]:
     "Encode every qualifying triplet (latents, keep-mask, fps, caption) into the cache; reuse what is there."
     cache = Path(cache) if cache else cache_dir('latents')
     dtype = _dtype_for(device, dtype)
@@ -175,4 +175,4 @@ def cache_dataset(report:DatasetReport, # a checked dataset
         _encode_triplets(todo, r, device, dtype, progress)
         release()  # the VAE is gone before the text encoder loads
     txt_paths = encode_prompts([i.caption for i in items], r.model, cache, device, dtype, text_encoder=r.text_encoder)
-    return [CachedSample(i.name, lp, tp, i.caption) for i, lp, tp in zip(items, lat_paths, txt_paths)]
+    return [CachedItem(i.name, lp, tp, i.caption) for i, lp, tp in zip(items, lat_paths, txt_paths)]

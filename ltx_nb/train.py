@@ -20,7 +20,7 @@ from .rundir import (LORA, LOSS_PLOT, DEBUG_ARCHIVE, STATUS_PREPARING, STATUS_RU
 
 # %% auto #0
 __all__ = ['TIMESTEP_SAMPLERS', 'SIGMA_EPS', 'UNIFORM_SHARE', 'shift_mu', 'stretch_sigma', 'sample_sigma', 'MaskedBatch',
-           'masked_batch', 'masked_loss', 'step_loss', 'step_generator', 'sample_index', 'step_batch', 'precision',
+           'masked_batch', 'masked_loss', 'step_loss', 'step_generator', 'item_index', 'step_batch', 'precision',
            'make_optimizer', 'warmup_schedule', 'peak_memory_mb', 'lora_metadata_for', 'plot_loss', 'TrainingFailed',
            'TrainResult', 'TrainState', 'start_run', 'check_data', 'check_run_dir', 'finished_result',
            'prepare_run_dir', 'open_run', 'prepare_data', 'validation_callbacks', 'attach_lora', 'uses_memory_knobs',
@@ -76,7 +76,7 @@ class MaskedBatch:
     n_ref: int
 
 def masked_batch(transformer, # the video transformer (for RoPE)
-                 s:dict,      # a cached sample: target, reference, keep, context, mask
+                 s:dict,      # a cached item: target, reference, keep, context, context_mask
                  sigma:float, # noise level of the regenerated tokens
                  noise,       # (N, C) standard normal
                  fps:float|None=None, # frame rate the model is told; None: the sample's own (cached `fps`), else 24
@@ -95,7 +95,7 @@ def masked_batch(transformer, # the video transformer (for RoPE)
     t = torch.cat([torch.zeros(ref.shape[0], dtype=x.dtype), sigma * regen.cpu()]).to(x.device)
     coords = sequence_coords(transformer, tuple(ref_lat.shape[1:]), tuple(s['target'].shape[1:]), fps).to(x.device)
     return MaskedBatch(torch.cat([ref, xt])[None], t[None], torch.tensor([sigma], device=x.device), coords,
-                       s['context'][None], s['mask'][None], (noise - x)[None], regen[None], ref.shape[0])
+                       s['context'][None], s['context_mask'][None], (noise - x)[None], regen[None], ref.shape[0])
 
 def masked_loss(pred, # (1, N, C) predicted velocity of the target tokens
                 velocity, # (1, N, C) true velocity
@@ -117,17 +117,17 @@ def step_generator(seed:int, step:int, rank:int=0):
     import torch
     return torch.Generator().manual_seed((seed * 1_000_003 + step * 1009 + rank) % (2**63 - 1))
 
-def sample_index(n:int, seed:int, step:int, rank:int=0, world:int=1)->int:
-    "Which of `n` samples process `rank` trains on at `step`: a fresh permutation each epoch."
+def item_index(n:int, seed:int, step:int, rank:int=0, world:int=1)->int:
+    "Which of `n` items process `rank` trains on at `step`: a fresh permutation each epoch."
     g = step * world + rank
     epoch, pos = divmod(g, n)
     return int(np.random.default_rng([seed, epoch]).permutation(n)[pos])
 
-def step_batch(transformer, samples:list[dict], r:Request, step:int, rank:int=0, world:int=1, device='cpu'):
-    "(batch, σ) of `step` on process `rank`: its sample, σ and noise all come from the step's own generator."
+def step_batch(transformer, items:list[dict], r:Request, step:int, rank:int=0, world:int=1, device='cpu'):
+    "(batch, σ) of `step` on process `rank`: its item, σ and noise all come from the step's own generator."
     import torch
     g = step_generator(r.seed, step, rank)
-    s = samples[sample_index(len(samples), r.seed, step, rank, world)]
+    s = items[item_index(len(items), r.seed, step, rank, world)]
     n_tok = int(s['keep'].numel())
     sigma = sample_sigma(n_tok, g, r.timestep_sampler)
     noise = torch.randn(n_tok, s['target'].shape[0], generator=g).to(device)
@@ -308,7 +308,7 @@ def prepare_data(st:TrainState, report, progress:bool=True):
         if main and r.debug_dataset: write_debug_dataset(report, r, st.run_dir/DEBUG_ARCHIVE, progress=progress)
         cached = cache_dataset(report, r, device=acc.device, progress=progress and main)
         if r.validation:
-            from ltx_nb.sampler import validation_prompts
+            from ltx_nb.validation import validation_prompts
             encode_prompts(validation_prompts(r), r.model, device=acc.device, text_encoder=r.text_encoder)
     st.items = [c.load(acc.device) for c in cached]
 
@@ -316,7 +316,7 @@ def validation_callbacks(st:TrainState, callbacks=None)->list:
     "`callbacks`, or the masked validation sampler when the request has validation entries (its failures are warnings)."
     if callbacks is not None: return list(callbacks)
     if not st.r.validation: return []
-    from ltx_nb.sampler import make_validation_callback
+    from ltx_nb.validation import make_validation_callback
     cb = make_validation_callback(st.r, st.run_dir, is_main=st.main)
     def validate(step, transformer, run_dir, r):
         try: return cb(step, transformer, run_dir, r)
@@ -550,23 +550,23 @@ def train(r:Request|dict|str, # a request, its dict, or a request JSON path
             raise
 
 # %% ../nbs/08_train.ipynb #446168fe
-def masked_eval_loss(transformer, samples:list[dict], seed:int=0, sigmas=(0.3, 0.6, 0.9), mismatched:bool=False,
+def masked_eval_loss(transformer, items:list[dict], seed:int=0, sigmas=(0.3, 0.6, 0.9), mismatched:bool=False,
                      fps:float|None=None)->float:
-    "Mean masked loss over samples × σ with fixed noise; `mismatched` gives each sample the next one's reference."
+    "Mean masked loss over items × σ with fixed noise; `mismatched` gives each item the next one's reference."
     import torch
     out = []
     with torch.no_grad():
-        for i, s in enumerate(samples):
+        for i, s in enumerate(items):
             for j, sg in enumerate(sigmas):
                 g = step_generator(seed, 10**7 + i * len(sigmas) + j)
                 noise = torch.randn(int(s['keep'].numel()), s['target'].shape[0], generator=g).to(s['target'].device)
-                ref = samples[(i + 1) % len(samples)]['reference'] if mismatched else None
+                ref = items[(i + 1) % len(items)]['reference'] if mismatched else None
                 out.append(float(step_loss(transformer, masked_batch(transformer, s, sg, noise, fps, ref))))
     return float(np.mean(out))
 
 def learning_check(run_dir:str|Path, # a completed run
                    seed:int=0)->dict:
-    "Untrained, trained and mismatched-reference masked losses of a run's LoRA on its own samples, and their ratios."
+    "Untrained, trained and mismatched-reference masked losses of a run's LoRA on its own training items, and their ratios."
     import torch
     from ltx_nb.dataset import DatasetReport
     from ltx_nb.latents import cache_dataset
@@ -574,11 +574,11 @@ def learning_check(run_dir:str|Path, # a completed run
     run_dir = Path(run_dir)
     r = read_request(run_dir)
     from ltx_nb.dataset import check_dataset
-    samples = [c.load() for c in cache_dataset(check_dataset(r, progress=False), r, progress=False)]
+    items = [c.load() for c in cache_dataset(check_dataset(r, progress=False), r, progress=False)]
     tr = add_lora(load_transformer(r.model).requires_grad_(False), r.rank).eval()
-    untrained = masked_eval_loss(tr, samples, seed)
+    untrained = masked_eval_loss(tr, items, seed)
     set_lora_state(tr, load_lora_state(run_dir/'lora.safetensors'))
-    trained = masked_eval_loss(tr, samples, seed)
-    mismatched = masked_eval_loss(tr, samples, seed, mismatched=True)
+    trained = masked_eval_loss(tr, items, seed)
+    mismatched = masked_eval_loss(tr, items, seed, mismatched=True)
     return dict(untrained=untrained, trained=trained, mismatched=mismatched,
                 trained_vs_untrained=trained / untrained, trained_vs_mismatched=trained / mismatched)
