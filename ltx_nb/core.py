@@ -174,6 +174,8 @@ class Request:
     optimizer: str = _p('adamw', 'adamw, or adamw8bit (CUDA, needs bitsandbytes)', choices=('adamw', 'adamw8bit'), kind=str, seed=False)
     warmup_steps: int = _p(100, 'linear learning-rate warm-up steps', lo=0, hi=20000, kind=int, seed=False)
     max_grad_norm: float = _p(1.0, 'gradient clipping norm (0: off)', lo=0.0, hi=1e6, kind=float, seed=False)
+    # caching (issue 16)
+    num_workers: int = _p(None, 'processes that decode and fit triplets while latents are cached; default one per spare CPU core (at most 8), 0: in the main process', lo=0, hi=64, kind=int, seed=False)
 
     def to_dict(self)->dict:
         "Every parameter, JSON-ready."
