@@ -53,7 +53,7 @@ def latent_key(item:TripletReport, r:Request, model:str)->str:
     "Cache key of a triplet's latents and keep-mask."
     files = [file_digest(item.paths[k]) for k in ('reference', 'target', 'mask')]
     s = {k: v for k, v in dataset_settings(r).items() if k != 'trigger_phrase'}
-    return _key('latents-v1', files, s, component_fingerprint(model, 'vae'))
+    return _key('latents-v2', files, s, component_fingerprint(model, 'vae'))  # v2: near-bucket clips decode full size, then resize
 
 def text_key(prompt:str, model:str)->str:
     "Cache key of a prompt's text embeddings."
