@@ -6,17 +6,20 @@ Docs: https://ltx-nb.github.io/ltx_nb/archive.html.md"""
 
 # %% ../nbs/01_archive.ipynb #732a3cbf
 from __future__ import annotations
-import codecs, hashlib, json, os, re, shutil, stat, tempfile, unicodedata, zipfile, zlib
+import codecs, errno, hashlib, json, os, re, shutil, stat, tempfile, unicodedata, zipfile, zlib
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
-from .core import RequestError, VIDEO_EXTS, IMAGE_EXTS, media_kind, is_remote, resolve_source, cache_dir
+from .core import (RequestError, VIDEO_EXTS, IMAGE_EXTS, media_kind, is_remote, resolve_source, cache_dir,
+                         source_problem, check_regular_file, show_progress)
 
 # %% auto #0
-__all__ = ['MAX_ARCHIVE_FILES', 'MAX_ARCHIVE_BYTES', 'MAX_RATIO', 'RATIO_FLOOR', 'MAX_DOWNLOAD_BYTES', 'EXTRACTED_MARKER',
-           'ROLES', 'NAMING', 'is_ignored', 'safe_extract', 'download_url', 'extract_zip', 'fetch_source', 'fetch_file',
-           'decode_text', 'clean_text', 'with_trigger', 'read_caption', 'Triplet', 'find_triplets']
+__all__ = ['MAX_ARCHIVE_FILES', 'MAX_ARCHIVE_BYTES', 'MAX_RATIO', 'RATIO_FLOOR', 'MAX_DOWNLOAD_BYTES', 'DOWNLOAD_ENV',
+           'EXTRACTED_MARKER', 'MAX_CAPTION_BYTES', 'LONG_CAPTION_CHARS', 'ROLES', 'NAMING', 'ARCHIVE_EXTS',
+           'is_ignored', 'no_space', 'interrupt_on_term', 'safe_extract', 'download_limits', 'download_url',
+           'extract_zip', 'fetch_source', 'fetch_file', 'refresh_sources', 'decode_text', 'clean_text', 'with_trigger',
+           'read_caption', 'caption_notes', 'Triplet', 'find_triplets', 'nested_archives']
 
 # %% ../nbs/01_archive.ipynb #3ad5d13d
 _JUNK_NAMES = {'__MACOSX', 'Thumbs.db', 'desktop.ini'}  # macOS and Windows metadata; hidden names are caught by the dot
@@ -83,6 +86,36 @@ def _plan(zf:zipfile.ZipFile, label:str, max_files:int, max_total_bytes:int, max
     return todo
 
 # %% ../nbs/01_archive.ipynb #9ce964c3
+def no_space(folder:str|Path, # the folder that filled up
+             needed:int|None, # bytes the operation needed, when known
+             what:str,        # e.g. 'download of data.zip'
+            )->RequestError:
+    "The error for a full disk: names the folder, the space needed and free, and how to move the cache."
+    try: free = _human(shutil.disk_usage(folder).free)
+    except OSError: free = 'unknown'
+    need = f"{_human(needed)} needed, " if needed else ''
+    return RequestError([f"{folder}: no space left on the device for the {what} ({need}{free} free); free some space, "
+                         "or put the cache on a disk with room: set LTX_NB_CACHE (or pass --workdir)"], title='disk full')
+
+# %% ../nbs/01_archive.ipynb #8b414734
+from contextlib import contextmanager
+
+@contextmanager
+def interrupt_on_term():
+    "Turn SIGTERM/SIGHUP into `KeyboardInterrupt` inside the block (main thread, default handlers only)."
+    import signal, threading
+    sigs = [getattr(signal, n) for n in ('SIGTERM', 'SIGHUP') if hasattr(signal, n)]
+    if threading.current_thread() is not threading.main_thread(): yield; return
+    def raise_(signum, frame): raise KeyboardInterrupt(signal.Signals(signum).name)
+    old = {s: signal.getsignal(s) for s in sigs}
+    for s in sigs:
+        if old[s] is signal.SIG_DFL: signal.signal(s, raise_)
+    try: yield
+    finally:
+        for s in sigs:
+            if old[s] is signal.SIG_DFL: signal.signal(s, old[s])
+
+# %% ../nbs/01_archive.ipynb #a46460d4
 def _open_new(path:Path):
     "A new file for writing; never follows a link, never truncates an existing file."
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, 'O_NOFOLLOW', 0) | getattr(os, 'O_BINARY', 0)
@@ -110,6 +143,7 @@ def safe_extract(zip_path:str|Path, # the zip archive
     from tqdm.auto import tqdm
     zip_path, dest = Path(zip_path), Path(dest)
     label = zip_path.name
+    check_regular_file(zip_path, label)
     try: zf = zipfile.ZipFile(zip_path)
     except (zipfile.BadZipFile, OSError) as e:
         raise RequestError([f"{zip_path}: not a readable zip archive ({e}); re-create the zip"], title='refused archive') from None
@@ -119,10 +153,11 @@ def safe_extract(zip_path:str|Path, # the zip archive
         dest.mkdir(parents=True, exist_ok=True)
         root = dest.resolve()
         if (free := shutil.disk_usage(root).free) < declared:
-            raise RequestError([f"{label}: needs {_human(declared)} to unpack but only {_human(free)} is free in {root}"], title='refused archive')
+            raise no_space(root, declared, f"unpacking of {label}")
         written, made, name, total = [], [], '', 0
         try:
-            with tqdm(total=declared, unit='B', unit_scale=True, unit_divisor=1024, desc=f'unpack {label}', leave=False) as bar:
+            with interrupt_on_term(), tqdm(total=declared, unit='B', unit_scale=True, unit_divisor=1024, desc=f'unpack {label}',
+                                           leave=False, disable=not show_progress()) as bar:
                 for info, parts in todo:
                     name, out = '/'.join(parts), root.joinpath(*parts)
                     made += [d for d in reversed(out.parents) if d.is_relative_to(root) and not d.exists()]
@@ -139,11 +174,19 @@ def safe_extract(zip_path:str|Path, # the zip archive
                 raise RequestError([f"{label}: entry {name!r} is corrupt ({e}); re-create the zip"], title='refused archive') from None
             if isinstance(e, (FileExistsError, NotADirectoryError, IsADirectoryError)):
                 raise RequestError([f"{label}: entry {name!r} collides with another file or folder of the archive ({e.strerror}); rename one"], title='refused archive') from None
+            if isinstance(e, OSError) and e.errno == errno.ENOSPC: raise no_space(root, declared, f"unpacking of {label}") from None
             raise
     return written
 
-# %% ../nbs/01_archive.ipynb #0bfe4ecc
+# %% ../nbs/01_archive.ipynb #58d86479
 MAX_DOWNLOAD_BYTES = 20 * 2**30
+DOWNLOAD_ENV = {  # environment variable -> (`download_url` argument, default); the argument wins when given
+    'LTX_NB_CONNECT_TIMEOUT':   ('connect_timeout', 30.0),   # seconds to connect and receive the response headers
+    'LTX_NB_STALL_TIMEOUT':     ('stall_timeout', 60.0),     # seconds without a single byte before giving up
+    'LTX_NB_DOWNLOAD_DEADLINE': ('deadline', 6 * 3600.0),    # seconds one whole download may take
+    'LTX_NB_MIN_RATE':          ('min_rate', 1024.0),        # bytes per second, averaged over each rate window
+    'LTX_NB_RATE_WINDOW':       ('rate_window', 60.0),       # seconds over which the rate is measured
+}
 
 def _safe_filename(url:str)->str:
     "A short file name for `url`: a hash of it plus its last path component."
@@ -151,51 +194,130 @@ def _safe_filename(url:str)->str:
     base = re.sub(r'[^A-Za-z0-9._-]', '_', Path(unquote(urlparse(url).path)).name).lstrip('.')[-80:] or 'download'
     return f"{hashlib.sha256(url.encode()).hexdigest()[:12]}-{base}"
 
+def download_limits(**given)->dict:
+    "The download limits: each `given` value, else its environment variable, else its default."
+    out = {}
+    for env, (name, default) in DOWNLOAD_ENV.items():
+        v, raw = given.get(name), os.environ.get(env, '').strip()
+        if v is None:
+            try: v = float(raw) if raw else default
+            except ValueError: v = -1.0
+        if not 0 <= float(v) < float('inf'):
+            raise RequestError([f"{env if given.get(name) is None else name}={raw or v!r}: not a number of "
+                                f"{'bytes per second' if name == 'min_rate' else 'seconds'} ≥ 0"], title='invalid setting')
+        out[name] = float(v)
+    return out
+
+# %% ../nbs/01_archive.ipynb #1d98c3cd
+def _meta_path(out:Path)->Path: return out.with_name(f'.{out.name}.meta.json')
+
+def _cached(out:Path)->dict|None:
+    "The validators of a complete cached download, or None when there is none to trust."
+    try: meta = json.loads(_meta_path(out).read_text())
+    except (OSError, ValueError): return None
+    return meta if out.is_file() and out.stat().st_size == meta.get('size') else None
+
+def _open_url(url:str, headers:dict, timeout:float):
+    "The response to GET `url` (None for 304 Not Modified); a `RequestError` for anything else that fails."
+    import http.client
+    from urllib.request import Request as UrlRequest, urlopen
+    from urllib.error import HTTPError, URLError
+    fail = lambda msg: RequestError([f"{url}: {msg}"], title='download failed')
+    try: return urlopen(UrlRequest(url, headers=headers), timeout=timeout)
+    except HTTPError as e:
+        if e.code == 304: return None
+        raise fail(f"the server answered HTTP {e.code} {e.reason}; check that the URL is right and readable without logging in") from None
+    except (URLError, OSError, ValueError, http.client.HTTPException) as e:
+        if isinstance(getattr(e, 'reason', e), TimeoutError):
+            raise fail(f"no answer within {timeout:g} s (LTX_NB_CONNECT_TIMEOUT); check the URL and the network") from None
+        raise fail(f"could not download ({getattr(e, 'reason', e)}); check the URL and the network") from None
+
+def _set_timeout(resp, seconds:float):
+    "Bound the next socket read of `resp` (http.client keeps its socket inside the buffered reader)."
+    sock = getattr(getattr(getattr(resp, 'fp', None), 'raw', None), '_sock', None)
+    if sock is not None: sock.settimeout(max(0.01, seconds))
+
+def _receive(resp, url:str, f, max_bytes:int, lim:dict, bar)->int:
+    "Copy the body of `resp` into `f` within the limits; returns the bytes received."
+    import http.client, time
+    fail = lambda msg: RequestError([f"{url}: {msg}"], title='download failed')
+    t0 = mark_t = time.monotonic(); n = mark_n = 0
+    while True:
+        left = lim['deadline'] - (time.monotonic() - t0)
+        _set_timeout(resp, min(lim['stall_timeout'], left))
+        try: chunk = resp.read1(1 << 20)  # what has arrived: a trickle cannot hold the checks below back
+        except TimeoutError:
+            if left <= lim['stall_timeout']: raise fail(f"took longer than the {lim['deadline']:g} s allowed (LTX_NB_DOWNLOAD_DEADLINE); try again or raise it") from None
+            raise fail(f"no data for {lim['stall_timeout']:g} s after {_human(n)} (LTX_NB_STALL_TIMEOUT); try again") from None
+        except (OSError, http.client.HTTPException) as e:
+            raise fail(f"the download broke off after {_human(n)} ({e!r}); try again") from None
+        if not chunk: return n
+        n += len(chunk)
+        if n > max_bytes: raise fail(f"sent more than the {_human(max_bytes)} download limit; use a smaller dataset or raise the limit")
+        f.write(chunk); bar.update(len(chunk))
+        now = time.monotonic()
+        if now - t0 > lim['deadline']: raise fail(f"took longer than the {lim['deadline']:g} s allowed (LTX_NB_DOWNLOAD_DEADLINE); try again or raise it")
+        if now - mark_t >= lim['rate_window']:
+            if (rate := (n - mark_n) / (now - mark_t)) < lim['min_rate']:
+                raise fail(f"arrives at {_human(rate)}/s, below the {_human(lim['min_rate'])}/s minimum (LTX_NB_MIN_RATE); try again later")
+            mark_t, mark_n = now, n
+
+def _save_body(resp, url:str, out:Path, max_bytes:int, lim:dict):
+    "Stream `resp` into a hidden `.part` file beside `out`, renamed to `out` only when complete and whole."
+    import errno
+    from tqdm.auto import tqdm
+    from ltx_nb.core import show_progress
+    fail = lambda msg: RequestError([f"{url}: {msg}"], title='download failed')
+    length = resp.headers.get('Content-Length', '')
+    length = int(length) if length.strip().isdigit() else None
+    if length is not None and length > max_bytes:
+        raise fail(f"is {_human(length)}, more than the {_human(max_bytes)} download limit; use a smaller dataset or raise the limit")
+    if length and shutil.disk_usage(out.parent).free < length: raise no_space(out.parent, length, f"download of {out.name[13:]}")
+    fd, part = tempfile.mkstemp(prefix=f'.{out.name}.', suffix='.part', dir=out.parent)
+    try:
+        with interrupt_on_term(), os.fdopen(fd, 'wb') as f, tqdm(total=length, unit='B', unit_scale=True, unit_divisor=1024,
+                desc=f'download {out.name[13:]}', leave=False, disable=not show_progress()) as bar:
+            n = _receive(resp, url, f, max_bytes, lim, bar)
+        if length is not None and n != length: raise fail(f"the download ended after {n} of {length} bytes; try again")
+        os.replace(part, out)
+    except OSError as e:
+        if e.errno == errno.ENOSPC: raise no_space(out.parent, length, f"download of {out.name[13:]}") from None
+        raise
+    finally:
+        if os.path.exists(part): os.unlink(part)
+
 def download_url(url:str,      # http(s) URL
                  folder:str|Path, # where the file is saved
                  max_bytes:int=MAX_DOWNLOAD_BYTES, # refuse larger downloads
                  *,
-                 refresh:bool=False, # download again even if a complete copy is there
-                 timeout:float=60.0, # seconds without data before giving up
+                 refresh:bool=False, # download again without asking the server whether the cached copy is current
+                 **limits, # `connect_timeout`, `stall_timeout`, `deadline`, `min_rate`, `rate_window` (see `DOWNLOAD_ENV`)
                 )->Path:
-    "Download `url` into `folder` with a size cap and a progress bar; returns the complete file."
-    import http.client
-    from urllib.request import Request as UrlRequest, urlopen
-    from urllib.error import HTTPError, URLError
-    from tqdm.auto import tqdm
+    "Download `url` into `folder` within size, time and rate limits, revalidating a cached copy; returns the file."
+    import warnings
     from ltx_nb import __version__
-    folder = Path(folder); folder.mkdir(parents=True, exist_ok=True)
+    lim, folder = download_limits(**limits), Path(folder)
+    try: folder.mkdir(parents=True, exist_ok=True)
+    except OSError as e: raise RequestError([f"{folder}: cannot create the download folder ({e.strerror or e}); "
+                                             "set LTX_NB_CACHE (or pass --workdir) to a writable folder"], title='download failed') from None
     out = folder/_safe_filename(url)
-    if out.is_file() and not refresh: return out
-    fail = lambda msg: RequestError([f"{url}: {msg}"], title='download failed')
-    try: resp = urlopen(UrlRequest(url, headers={'User-Agent': f'ltx_nb/{__version__}'}), timeout=timeout)
-    except HTTPError as e: raise fail(f"the server answered HTTP {e.code} {e.reason}; check that the URL is right and readable without logging in") from None
-    except (URLError, OSError, ValueError, http.client.HTTPException) as e:
-        raise fail(f"could not download ({getattr(e, 'reason', e)}); check the URL and the network") from None
+    meta = None if refresh else _cached(out)
+    headers = {'User-Agent': f'ltx_nb/{__version__}'}
+    if meta and meta.get('etag'): headers['If-None-Match'] = meta['etag']
+    if meta and meta.get('last_modified'): headers['If-Modified-Since'] = meta['last_modified']
+    try: resp = _open_url(url, headers, lim['connect_timeout'])
+    except RequestError as e:
+        if meta is None or 'HTTP' in e.problems[0]: raise
+        warnings.warn(f"{url}: the server cannot be reached ({e.problems[0].split(': ', 1)[-1]}); using the copy downloaded before")
+        return out
+    if resp is None: return out  # 304: the cached copy is current
     with resp:
-        length = resp.headers.get('Content-Length', '')
-        length = int(length) if length.strip().isdigit() else None
-        if length is not None and length > max_bytes:
-            raise fail(f"is {_human(length)}, more than the {_human(max_bytes)} download limit; use a smaller dataset or raise the limit")
-        fd, part = tempfile.mkstemp(prefix=f'.{out.name}.', suffix='.part', dir=folder)
-        try:
-            n = 0
-            with os.fdopen(fd, 'wb') as f, tqdm(total=length, unit='B', unit_scale=True, unit_divisor=1024,
-                                                desc=f'download {out.name[13:]}', leave=False) as bar:
-                try:
-                    while chunk := resp.read(1 << 20):
-                        n += len(chunk)
-                        if n > max_bytes: raise fail(f"sent more than the {_human(max_bytes)} download limit; use a smaller dataset or raise the limit")
-                        f.write(chunk); bar.update(len(chunk))
-                except (OSError, http.client.HTTPException) as e:
-                    raise fail(f"the download broke off after {_human(n)} ({e!r}); try again") from None
-            if length is not None and n != length: raise fail(f"the download ended after {n} of {length} bytes; try again")
-            os.replace(part, out)
-        finally:
-            if os.path.exists(part): os.unlink(part)
+        _save_body(resp, url, out, max_bytes, lim)
+        v = dict(url=url, etag=resp.headers.get('ETag'), last_modified=resp.headers.get('Last-Modified'), size=out.stat().st_size)
+    _write_atomic(_meta_path(out), json.dumps(v))
     return out
 
-# %% ../nbs/01_archive.ipynb #c9acbfea
+# %% ../nbs/01_archive.ipynb #6add43ae
 EXTRACTED_MARKER = '.ltx_nb_complete'  # hidden, so triplet matching never sees it
 
 def _sha256(path:Path)->str:
@@ -233,23 +355,25 @@ def extract_zip(zip_path:str|Path, # the zip archive
     finally: shutil.rmtree(work, ignore_errors=True)
     return dest
 
-# %% ../nbs/01_archive.ipynb #9d0de691
+# %% ../nbs/01_archive.ipynb #bfe1d7dd
 def fetch_source(src:str|Path, # a resolved `training_data_url`: folder, zip, or http(s) URL
                  workdir:str|Path|None=None, # our folder for downloads and extractions; default `cache_dir('data')`
                  max_download_bytes:int=MAX_DOWNLOAD_BYTES, # refuse larger downloads
+                 refresh:bool=False, # download a URL again, without revalidating the cached copy
                  **limits, # `safe_extract`'s limits
                 )->Path:
     "The folder holding the dataset of `src`: a folder as is, a zip extracted, a URL downloaded then extracted."
     workdir = Path(workdir) if workdir is not None else cache_dir('data')
     try: src = resolve_source(str(src))
     except ValueError as e: raise RequestError([f"training_data_url: {e}"]) from None
-    path = download_url(src, workdir/'downloads', max_download_bytes) if is_remote(src) else Path(src)
-    if path.is_dir(): return path
-    if not path.exists():
+    path = download_url(src, workdir/'downloads', max_download_bytes, refresh=refresh) if is_remote(src) else Path(src)
+    if not os.path.lexists(path):
         raise RequestError([f"training_data_url: {src} does not exist; give a .zip of triplets, a folder of them, "
                             "or a file:// or http(s):// URL"])
+    check_regular_file(path, 'training_data_url', dirs=True)  # before anything opens it: a FIFO would hang
+    if path.is_dir(): return path
     if not zipfile.is_zipfile(path):
-        if is_remote(src): path.unlink()  # e.g. a login page: fetch it again next time
+        if is_remote(src): path.unlink(); _meta_path(path).unlink(missing_ok=True)  # e.g. a login page: fetch it again next time
         raise RequestError([f"training_data_url: {src} is not a zip archive or a folder; zip the triplets "
                             "(or point at their folder)"])
     return extract_zip(path, workdir/'extracted', **limits)
@@ -257,16 +381,27 @@ def fetch_source(src:str|Path, # a resolved `training_data_url`: folder, zip, or
 def fetch_file(src:str|Path, # a resolved media path or http(s) URL (e.g. a validation video)
                workdir:str|Path|None=None, # our folder for downloads; default `cache_dir('data')`
                max_download_bytes:int=MAX_DOWNLOAD_BYTES, # refuse larger downloads
+               refresh:bool=False, # download a URL again, without revalidating the cached copy
               )->Path:
-    "A local file for `src`, downloading it if it is a URL."
+    "A local regular file for `src`, downloading it if it is a URL."
     try: src = resolve_source(str(src))
     except ValueError as e: raise RequestError([str(e)]) from None
     workdir = Path(workdir) if workdir is not None else cache_dir('data')
-    path = download_url(src, workdir/'downloads', max_download_bytes) if is_remote(src) else Path(src)
-    if not path.is_file(): raise RequestError([f"{src}: file not found; check the path"])
+    path = download_url(src, workdir/'downloads', max_download_bytes, refresh=refresh) if is_remote(src) else Path(src)
+    if not os.path.lexists(path): raise RequestError([f"{src}: file not found; check the path"])
+    if why := source_problem(path): raise RequestError([why])
     return path
 
-# %% ../nbs/01_archive.ipynb #6add43ae
+def refresh_sources(r, # a validated `Request`
+                    workdir:str|Path|None=None, # our folder for downloads; default `cache_dir('data')`
+                   )->list[Path]:
+    "Download every http(s) source of `r` afresh (the dataset and validation media); returns the files."
+    from ltx_nb.core import VALIDATION_KEYS
+    workdir = Path(workdir) if workdir is not None else cache_dir('data')
+    urls = [r.training_data_url] + [e.get(k) for e in r.validation for k in VALIDATION_KEYS[1:]]
+    return [download_url(u, workdir/'downloads', refresh=True) for u in dict.fromkeys(urls) if u and is_remote(u)]
+
+# %% ../nbs/01_archive.ipynb #662de375
 _BOMS = ((codecs.BOM_UTF32_LE, 'utf-32'), (codecs.BOM_UTF32_BE, 'utf-32'), (codecs.BOM_UTF8, 'utf-8-sig'),
          (codecs.BOM_UTF16_LE, 'utf-16'), (codecs.BOM_UTF16_BE, 'utf-16'))
 _CONTROL = re.compile(r'[\x00-\x1f\x7f-\x9f\u200b\ufeff]')
@@ -295,13 +430,34 @@ def with_trigger(caption:str,       # the caption text
     if not trigger or caption == trigger or caption.startswith(trigger + ' '): return caption
     return f"{trigger} {caption}" if caption else trigger
 
+MAX_CAPTION_BYTES = 16 * 2**10  # read at most this much of a caption: a prompt is a few hundred characters
+LONG_CAPTION_CHARS = 2000       # longer captions are noted: the text encoder keeps 1024 tokens
+
+def _caption_bytes(path)->bytes:
+    "The first `MAX_CAPTION_BYTES` + 1 bytes of a caption file (a regular file: a FIFO would never end)."
+    with open(check_regular_file(path, 'caption'), 'rb') as f: return f.read(MAX_CAPTION_BYTES + 1)
+
 def read_caption(path:str|Path|None, # a caption `.txt`, or None when the triplet has none
                  trigger_phrase:str='', # phrase prepended to the caption
                 )->str:
-    "The caption of a triplet, cleaned, with the trigger phrase in front."
-    return with_trigger(decode_text(Path(path).read_bytes()) if path else '', trigger_phrase)
+    "The caption of a triplet (its first `MAX_CAPTION_BYTES`), cleaned, with the trigger phrase in front."
+    return with_trigger(decode_text(_caption_bytes(path)[:MAX_CAPTION_BYTES]) if path else '', trigger_phrase)
 
-# %% ../nbs/01_archive.ipynb #00fdd69c
+def caption_notes(path:str|Path|None # a caption `.txt`, or None
+                 )->list[str]:
+    "Notes (not errors) for a caption that is empty, looks binary, or is over-long."
+    if not path: return []
+    data = _caption_bytes(path)
+    text = decode_text(data[:MAX_CAPTION_BYTES])
+    odd = sum(c == '\ufffd' or (unicodedata.category(c) == 'Cc' and c not in '\t\n\r') for c in text)
+    if odd > max(2, len(text) // 20): return [f"caption {Path(path).name} looks binary, not text (check the file)"]
+    if not clean_text(text): return [f"caption {Path(path).name} is empty: only the trigger phrase is used"]
+    if len(data) > MAX_CAPTION_BYTES: return [f"caption {Path(path).name} is over {MAX_CAPTION_BYTES // 1024} KiB: only its start is read"]
+    if (n := len(clean_text(text))) > LONG_CAPTION_CHARS:
+        return [f"caption {Path(path).name} is long ({n} characters): the text encoder keeps its first 1024 tokens"]
+    return []
+
+# %% ../nbs/01_archive.ipynb #861a42c0
 @dataclass
 class Triplet:
     "One training example: reference (control) video, target video, mask and caption."
@@ -317,7 +473,7 @@ class Triplet:
         "'image' (one mask for every frame) or 'video' (a mask per frame)."
         return media_kind(self.mask)
 
-# %% ../nbs/01_archive.ipynb #1c3d665f
+# %% ../nbs/01_archive.ipynb #0d5cc1a4
 ROLES = {'start': 'reference', 'end': 'target', 'mask': 'mask'}
 _PIECE = re.compile(r'^(?P<name>.+)_(?P<role>start|end|mask)(?P<ext>\.[^.]+)$', re.I)
 _VIDEOS = ', '.join(e[1:] for e in VIDEO_EXTS[:-1]) + f' or {VIDEO_EXTS[-1][1:]}'
@@ -372,7 +528,21 @@ def find_triplets(root:str|Path, # the dataset folder (as `fetch_source` returns
                             f"({', '.join(rel(p) for p in pieces['caption'])}); keep one")
         if None in chosen.values() or len(pieces['caption']) > 1: continue
         cap = pieces['caption'][0] if pieces['caption'] else None
+        if bad := [f"triplet {name!r}: {why}" for p in (*chosen.values(), cap) if p and (why := source_problem(p))]:
+            problems += bad; continue  # a FIFO or device named like a piece is never opened
         triplets.append(Triplet(name, chosen['start'], chosen['end'], chosen['mask'], cap, read_caption(cap, trigger_phrase)))
     if problems: raise RequestError(problems, title='invalid dataset')
     if not triplets: raise RequestError([f"{root}: no triplets found; {NAMING}"], title='invalid dataset')
     return triplets
+
+# %% ../nbs/01_archive.ipynb #b1c8e6f5
+ARCHIVE_EXTS = ('.zip', '.tar', '.tgz', '.gz', '.bz2', '.xz', '.7z', '.rar')
+
+def nested_archives(root:str|Path # the dataset folder
+                   )->list[Path]:
+    "Archive files below `root` (not hidden or ignored): they are never unpacked, so their contents are ignored."
+    out = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = sorted(d for d in dirnames if not is_ignored(d))
+        out += [Path(dirpath)/fn for fn in sorted(filenames) if not is_ignored(fn) and fn.lower().endswith(ARCHIVE_EXTS)]
+    return out

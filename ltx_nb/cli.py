@@ -6,12 +6,14 @@ Docs: https://ltx-nb.github.io/ltx_nb/cli.html.md"""
 
 # %% ../nbs/12_cli.ipynb #fdff6a5d
 from __future__ import annotations
-import argparse, json, os, sys
+import argparse, contextlib, json, os, sys
 from pathlib import Path
-from .core import RequestError, LtxNbError, load_request, parse_request, parse_override
+from .core import (RequestError, LtxNbError, load_request, parse_request, parse_override, show_progress, QUIET_ENV,
+                         os_error_message)
 
 # %% auto #0
-__all__ = ['DEMO_OVERRIDES', 'cmd_check', 'cmd_train', 'cmd_run', 'cmd_runs', 'cmd_demo', 'build_parser', 'main']
+__all__ = ['DEMO_OVERRIDES', 'DEBUG_ENV', 'cmd_check', 'cmd_train', 'cmd_run', 'cmd_runs', 'cmd_demo', 'build_parser', 'one_line',
+           'main']
 
 # %% ../nbs/12_cli.ipynb #0196f4e7
 def _check_request(a)->'Request':
@@ -20,14 +22,16 @@ def _check_request(a)->'Request':
             aspect_ratio=a.aspect_ratio, auto_scale_input=True if a.auto_scale_input else None,
             reference_downscale_factor=a.reference_downscale_factor, mask_dilation=a.mask_dilation,
             trigger_phrase=a.trigger_phrase).items() if v is not None}
-    if a.src.lower().endswith('.json') and Path(a.src).is_file(): return load_request(a.src, opts, check_paths=True)
+    if a.src.lower().endswith('.json') and os.path.lexists(a.src): return load_request(a.src, opts, check_paths=True)
     return parse_request(dict(training_data_url=a.src, **opts), base_dir=Path.cwd(), check_paths=True)
 
 def cmd_check(a)->int:
     "Check a dataset and print its report; exit 0 when something can be trained on."
     from ltx_nb.dataset import check_dataset, write_debug_dataset
+    from ltx_nb.archive import refresh_sources
     r = _check_request(a)
-    rep = check_dataset(r, a.workdir, progress=not a.json and sys.stderr.isatty())
+    if a.refresh: refresh_sources(r, a.workdir)
+    rep = check_dataset(r, a.workdir, progress=show_progress(not a.json))
     print(rep.to_json() if a.json else rep)
     rep.raise_for_status()  # a failed check leaves an earlier debug archive alone
     if a.debug_dataset: write_debug_dataset(rep, r, a.debug_dataset, progress=False)
@@ -46,14 +50,19 @@ def _run_jobs(jobs, progress:bool, learning_check:bool=False)->int:
 def cmd_train(a)->int:
     "Validate every request, then run each as a papermill job."
     from ltx_nb.runner import plan_jobs
+    from ltx_nb.archive import refresh_sources
     jobs = plan_jobs(a.requests, a.set, a.sweep, a.run_dir)
-    return _run_jobs(jobs, progress=not a.quiet)
+    if a.refresh:
+        for j in jobs: refresh_sources(j.request)
+    return _run_jobs(jobs, progress=show_progress(not a.quiet))
 
 def cmd_run(a)->int:
     "Train one request in this process (also under `accelerate launch`)."
     from ltx_nb.train import train
+    from ltx_nb.archive import refresh_sources
     r = load_request(a.request, _overrides(a.set), check_paths=True)
-    print(train(r, run_dir=a.run_dir, progress=not a.quiet))
+    if a.refresh: refresh_sources(r)
+    print(train(r, run_dir=a.run_dir, progress=show_progress(not a.quiet)))
     return 0
 
 def cmd_runs(a)->int:
@@ -71,7 +80,7 @@ def cmd_demo(a)->int:
     from ltx_nb.runner import plan_jobs, demo_request_path
     sets = [f"{k}={json.dumps(v)}" for k, v in DEMO_OVERRIDES.items()] + list(a.set or [])
     jobs = plan_jobs([demo_request_path()], sets, None, a.run_dir or 'outputs/demo')
-    code = _run_jobs(jobs, progress=not a.quiet, learning_check=True)
+    code = _run_jobs(jobs, progress=show_progress(not a.quiet), learning_check=True)
     lc = jobs[0].run_dir/'learning_check.json'
     if lc.exists():
         d = json.loads(lc.read_text())
@@ -94,6 +103,7 @@ def build_parser()->argparse.ArgumentParser:
     c.add_argument('--json', action='store_true', help='print the report as JSON')
     c.add_argument('--debug-dataset', metavar='OUT.zip', help='also write the preprocessed data for inspection')
     c.add_argument('--workdir', help='where archives are extracted and downloaded (default: the ltx_nb cache)')
+    c.add_argument('--refresh', action='store_true', help='download URLs again instead of revalidating cached copies')
     c.set_defaults(func=cmd_check)
     from ltx_nb.sampler import add_sample_parser
     add_sample_parser(sub)
@@ -109,19 +119,42 @@ def build_parser()->argparse.ArgumentParser:
             c.add_argument('requests', nargs='+', metavar='REQUEST.json', help='request files (the seed format)')
             c.add_argument('--sweep', action='append', metavar='KEY=V1,V2', help='one job per combination (repeatable)')
         if name == 'run': c.add_argument('request', help='request .json')
+        if name != 'demo': c.add_argument('--refresh', action='store_true', help='download URLs again instead of revalidating cached copies')
         c.add_argument('--run-dir', help='run directory (default: the request\'s run_dir, else outputs/<request hash>)')
         c.add_argument('--set', action='append', metavar='KEY=VALUE', help='override a request parameter (repeatable)')
         c.add_argument('--quiet', action='store_true', help='no progress bars')
         c.set_defaults(func=fn)
     return p
 
+DEBUG_ENV = 'LTX_NB_DEBUG'  # set to see the traceback behind a one-line error
+
+def one_line(e:BaseException # an error that bad input caused
+            )->str:
+    "One line for an error that is not ours: the path and fix for an `OSError`, the gist of anything else."
+    if isinstance(e, OSError): return os_error_message(e)
+    if isinstance(e, RecursionError): return "the input is nested too deeply to be read (a forged file?)"
+    first = (str(e).strip().splitlines() or [type(e).__name__])[0][:300]
+    return f"{first} ({type(e).__name__})"
+
+@contextlib.contextmanager
+def _quiet_if(quiet:bool):
+    "Set `$LTX_NB_QUIET` inside the block when `quiet` (job kernels started meanwhile inherit it)."
+    old = os.environ.get(QUIET_ENV)
+    if quiet: os.environ[QUIET_ENV] = '1'
+    try: yield
+    finally:
+        if quiet and old is None: os.environ.pop(QUIET_ENV, None)
+        elif quiet: os.environ[QUIET_ENV] = old
+
 def main(argv:list[str]|None=None)->int:
-    "Entry point of the `ltx-nb` console script."
+    "Entry point of the `ltx-nb` console script: every error a user can cause is one line, never a traceback."
     a = build_parser().parse_args(argv)
-    try: return a.func(a) or 0
-    except RequestError as e:
-        print(f"ltx-nb {a.cmd}: {e}", file=sys.stderr); return e.exit_code
-    except LtxNbError as e:
-        print(f"ltx-nb {a.cmd}: {e}", file=sys.stderr); return 1
-    except KeyboardInterrupt:
-        print(f"ltx-nb {a.cmd}: interrupted", file=sys.stderr); return 130
+    say = lambda msg: print(f"ltx-nb {a.cmd}: {msg}", file=sys.stderr)
+    try:
+        with _quiet_if(getattr(a, 'json', False) or getattr(a, 'quiet', False) or not show_progress()): return a.func(a) or 0
+    except RequestError as e: say(e); return e.exit_code
+    except LtxNbError as e: say(e); return 1
+    except KeyboardInterrupt: say('interrupted'); return 130
+    except (OSError, ValueError, RecursionError) as e:
+        if os.environ.get(DEBUG_ENV): raise
+        say(f"{one_line(e)}  (set {DEBUG_ENV}=1 to see the traceback)"); return 1

@@ -12,10 +12,11 @@ from pathlib import Path
 from typing import Any
 
 # %% auto #0
-__all__ = ['VAE_FRAMES', 'VAE_PIXELS', 'RESOLUTIONS', 'ASPECT_RATIOS', 'VIDEO_EXTS', 'IMAGE_EXTS', 'DEFAULT_MODEL',
-           'EMBEDDED_MODEL', 'TRAINING_TYPE', 'DEFAULT_NEGATIVE_PROMPT', 'VALIDATION_KEYS', 'SCENE_SPLIT_REFUSAL',
-           'LtxNbError', 'RequestError', 'snap_frames', 'latent_frames', 'latent_grid', 'pixel_frame_span',
-           'bucket_size', 'media_kind', 'cache_dir', 'atomic_path', 'write_json', 'Request', 'is_remote',
+__all__ = ['VAE_FRAMES', 'VAE_PIXELS', 'RESOLUTIONS', 'ASPECT_RATIOS', 'VIDEO_EXTS', 'IMAGE_EXTS', 'MAX_JSON_BYTES', 'QUIET_ENV',
+           'DEFAULT_MODEL', 'EMBEDDED_MODEL', 'TRAINING_TYPE', 'DEFAULT_NEGATIVE_PROMPT', 'VALIDATION_KEYS',
+           'SCENE_SPLIT_REFUSAL', 'LtxNbError', 'RequestError', 'snap_frames', 'latent_frames', 'latent_grid',
+           'pixel_frame_span', 'bucket_size', 'media_kind', 'cache_dir', 'source_problem', 'check_regular_file',
+           'os_error_message', 'load_json', 'show_progress', 'atomic_path', 'write_json', 'Request', 'is_remote',
            'resolve_source', 'parse_request', 'load_request', 'parse_override', 'request_hash']
 
 # %% ../nbs/00_core.ipynb #4f2d1e0c
@@ -93,6 +94,89 @@ def cache_dir(*parts:str # sub-folders below the cache root
     return p
 
 # %% ../nbs/00_core.ipynb #a9920ac4
+import stat as _stat
+
+_SPECIAL = ((_stat.S_ISCHR, 'a character device'), (_stat.S_ISBLK, 'a block device'),
+            (_stat.S_ISFIFO, 'a named pipe (FIFO)'), (_stat.S_ISSOCK, 'a socket'))
+
+def source_problem(path:str|Path, # a local path the user gave (or one found inside their dataset)
+                   dirs:bool=False, # also accept a folder
+                  )->str|None:
+    "Why `path` cannot be read as an input (missing, unreadable, a device, FIFO or socket), or None when it can."
+    try: st = os.stat(path)
+    except FileNotFoundError: return f"{path}: {'file or folder' if dirs else 'file'} not found; check the path"
+    except PermissionError: return f"{path} cannot be read (permission denied); fix its permissions"
+    except (OSError, ValueError) as e: return f"{path} cannot be read ({getattr(e, 'strerror', None) or e}); check the path"
+    want = 'a regular file or folder' if dirs else 'a regular file'
+    if _stat.S_ISDIR(st.st_mode) and not dirs: return f"{path} is a folder, not a file; give {want}"
+    if not (_stat.S_ISREG(st.st_mode) or _stat.S_ISDIR(st.st_mode)):
+        kind = next((k for test, k in _SPECIAL if test(st.st_mode)), 'not a regular file')
+        return f"{path} is {kind}, which is never read; give {want}"
+    if not os.access(path, os.R_OK | (os.X_OK if _stat.S_ISDIR(st.st_mode) else 0)):
+        return f"{path} cannot be read (permission denied); fix its permissions"
+    return None
+
+def check_regular_file(path:str|Path, # the path to check
+                       where:str,      # what names it: a request field, a flag, a triplet
+                       dirs:bool=False, # also accept a folder
+                      )->Path:
+    "`path` when it is a readable regular file (or folder with `dirs`); else a `RequestError` naming `where`."
+    if why := source_problem(path, dirs): raise RequestError([f"{where}: {why}"])
+    return Path(path)
+
+# %% ../nbs/00_core.ipynb #ec9cea46
+import errno as _errno
+
+_OS_FIXES = {_errno.ENOENT: 'check the path', _errno.EACCES: 'check its permissions', _errno.EPERM: 'check its permissions',
+             _errno.ENOTDIR: 'a file is in the way where a folder is needed; give a folder path',
+             _errno.EEXIST: 'a file is in the way where a folder is needed; give a folder path',
+             _errno.EISDIR: 'it is a folder; give a file', _errno.EROFS: 'the disk is read-only; give a writable folder',
+             _errno.ENOSPC: 'the disk is full; free some space, or set LTX_NB_CACHE (or --workdir) to a disk with room',
+             _errno.ENAMETOOLONG: 'use a shorter path'}
+
+def os_error_message(e:OSError # an error from the operating system
+                    )->str:
+    "One line for an `OSError`: the path, what went wrong, and the fix."
+    where = ' -> '.join(str(f) for f in (e.filename, e.filename2) if f is not None) or 'a file'
+    return f"{where}: {e.strerror or e}; {_OS_FIXES.get(e.errno, 'check the path and try again')}"
+
+# %% ../nbs/00_core.ipynb #3f8ee982
+MAX_JSON_BYTES = 4 * 2**20  # a request is a few KiB; run files (progress, config) stay far below this
+
+def _no_constant(name:str):
+    raise ValueError(f"{name} is not a JSON number")
+
+def load_json(path:str|Path, # a JSON file
+              what:str='file', # what it is, for the error: 'request file', 'progress file'
+              max_bytes:int=MAX_JSON_BYTES, # refuse larger files
+             ):
+    "The parsed JSON of `path`; a one-line `RequestError` naming the file for anything that is not sane JSON."
+    p = check_regular_file(path, what)
+    fail = lambda why: RequestError([f"{p}: {why}"], title=f'unreadable {what}')
+    if (n := p.stat().st_size) > max_bytes: raise fail(f"is {n:,d} bytes, more than the {max_bytes:,d} a {what} may have")
+    try:
+        with open(p, 'rb') as f: data = f.read(max_bytes + 1)
+    except OSError as e: raise fail(f"cannot be read ({e.strerror or e}); check its permissions") from None
+    try: return json.loads(data, parse_constant=_no_constant)  # bytes: UTF-8/16/32, with or without a BOM
+    except json.JSONDecodeError as e: raise fail(f"not valid JSON at line {e.lineno}, column {e.colno}: {e.msg}") from None
+    except UnicodeDecodeError: raise fail("not UTF-8 text (save it as UTF-8 JSON)") from None
+    except RecursionError: raise fail("nested too deeply to be read (a forged file?)") from None
+    except ValueError as e: raise fail(f"not sane JSON ({str(e)[:120]})") from None
+
+# %% ../nbs/00_core.ipynb #a61aeff8
+QUIET_ENV = 'LTX_NB_QUIET'  # set (to anything but '' or '0') to turn every progress bar off
+
+def show_progress(want:bool=True # the caller's own wish (e.g. not --quiet)
+                 )->bool:
+    "Whether a progress bar should be drawn: wanted, not silenced by `$LTX_NB_QUIET`, and someone can see it."
+    import sys
+    if not want or os.environ.get(QUIET_ENV, '') not in ('', '0'): return False
+    try:
+        if sys.stderr is not None and sys.stderr.isatty(): return True
+    except (AttributeError, ValueError): pass
+    return 'ipykernel' in sys.modules  # a notebook draws widgets, not terminal escapes
+
+# %% ../nbs/00_core.ipynb #b1f364d6
 from contextlib import contextmanager
 
 @contextmanager
@@ -116,7 +200,7 @@ def write_json(path:str|Path, obj)->Path:
     with atomic_path(path) as t: t.write_text(json.dumps(obj, indent=2, default=str, ensure_ascii=False))
     return Path(path)
 
-# %% ../nbs/00_core.ipynb #941f1318
+# %% ../nbs/00_core.ipynb #8593d9cb
 DEFAULT_MODEL = 'diffusers/LTX-2.3-Diffusers'
 EMBEDDED_MODEL = 'embedded:tiny'  # the tiny random LTX-2.3 built offline by `ltx_nb.model`
 TRAINING_TYPE = 'v2v-masked'
@@ -134,7 +218,7 @@ def _p(default, doc, *, choices=None, lo=None, hi=None, kind=None, seed=True, re
     if isinstance(default, (list, dict)): return field(default_factory=lambda: type(default)(default), metadata=meta)
     return field(default=default, metadata=meta)
 
-# %% ../nbs/00_core.ipynb #3f8ee982
+# %% ../nbs/00_core.ipynb #9798711f
 @dataclass
 class Request:
     "A training request: the hosted trainer's parameters (same names, defaults, ranges) plus local settings."
@@ -191,7 +275,7 @@ class Request:
         "(width, height) of the validation bucket."
         return bucket_size(self.validation_resolution, self.validation_aspect_ratio)
 
-# %% ../nbs/00_core.ipynb #05c02c98
+# %% ../nbs/00_core.ipynb #0c21056c
 def _field_rules()->dict:
     return {f.name: f for f in fields(Request)}
 
@@ -242,7 +326,7 @@ def _check_validation(entries:list, problems:list)->list:
         out.append({k: e.get(k, '') for k in VALIDATION_KEYS})
     return out
 
-# %% ../nbs/00_core.ipynb #8ab08e03
+# %% ../nbs/00_core.ipynb #ccff0e48
 _URL = re.compile(r'^[a-zA-Z][a-zA-Z0-9+.-]*://')
 
 def is_remote(src:str)->bool:
@@ -264,7 +348,7 @@ def resolve_source(src:str, # a path, file:// URL or http(s):// URL
     if not p.is_absolute() and base_dir is not None: p = Path(base_dir)/p
     return str(p)
 
-# %% ../nbs/00_core.ipynb #b1f364d6
+# %% ../nbs/00_core.ipynb #930ded52
 def _resolve_paths(r:Request, base_dir, problems:list):
     "Resolve every local media path of `r` against `base_dir`, recording unsupported schemes."
     def res(where, v):
@@ -284,8 +368,10 @@ def _check_local_paths(r:Request, problems:list):
     srcs = [('training_data_url', r.training_data_url)] + [(f"validation[{i}].{k}", e.get(k))
             for i, e in enumerate(r.validation) for k in VALIDATION_KEYS[1:]]
     for where, v in srcs:
-        if isinstance(v, str) and v and not is_remote(v) and not Path(v).exists():
+        if not isinstance(v, str) or not v or is_remote(v): continue
+        if not os.path.lexists(v):
             problems.append(f"{where}: {v} does not exist (check the path; relative paths are resolved against the request file's folder)")
+        elif why := source_problem(v, dirs=where == 'training_data_url'): problems.append(f"{where}: {why}")
 
 def parse_request(params:dict, # the request as a dict (e.g. parsed JSON)
                   base_dir:str|Path|None=None, # folder that relative paths are resolved against
@@ -314,7 +400,7 @@ def parse_request(params:dict, # the request as a dict (e.g. parsed JSON)
     if problems: raise RequestError(problems)
     return r
 
-# %% ../nbs/00_core.ipynb #406c5728
+# %% ../nbs/00_core.ipynb #4d1f1d3f
 def load_request(src:str|Path|dict, # a request JSON file, or the request itself
                  overrides:dict|None=None, # values that replace those in the file
                  check_paths:bool=False, # also require local media paths to exist
@@ -322,11 +408,8 @@ def load_request(src:str|Path|dict, # a request JSON file, or the request itself
     "Read and validate a request from a JSON file (or dict)."
     if isinstance(src, dict): return parse_request(src, None, overrides, check_paths)
     p = Path(src)
-    if not p.is_file(): raise RequestError([f"{p}: request file not found"])
-    try: params = json.loads(p.read_text(encoding='utf-8-sig'))
-    except json.JSONDecodeError as e:
-        raise RequestError([f"{p}: not valid JSON at line {e.lineno}, column {e.colno}: {e.msg}"]) from None
-    except UnicodeDecodeError: raise RequestError([f"{p}: not UTF-8 text (save the request as UTF-8 JSON)"]) from None
+    if not p.exists(): raise RequestError([f"{p}: request file not found"])
+    params = load_json(p, 'request file')
     return parse_request(params, p.parent.resolve(), overrides, check_paths)
 
 def parse_override(s:str # `key=value`, the value read as JSON when it parses, else as a string
@@ -334,8 +417,8 @@ def parse_override(s:str # `key=value`, the value read as JSON when it parses, e
     "One `--set key=value` override."
     if '=' not in s: raise RequestError([f"--set {s!r}: expected key=value"])
     k, v = s.split('=', 1)
-    try: return k.strip(), json.loads(v)
-    except json.JSONDecodeError: return k.strip(), v
+    try: return k.strip(), json.loads(v, parse_constant=_no_constant)
+    except (ValueError, RecursionError): return k.strip(), v  # not JSON (or not sane JSON): the string itself
 
 def request_hash(r:Request, n:int=10)->str:
     "A short hash of everything that changes what a run computes (not where it runs)."

@@ -14,7 +14,7 @@ from .core import (Request, RequestError, LtxNbError, bucket_size, latent_grid, 
                          request_hash, atomic_path)
 
 # %% auto #0
-__all__ = ['reference_size', 'TripletReport', 'FittedTriplet', 'check_triplet', 'DatasetReport', 'dataset_root',
+__all__ = ['reference_size', 'TripletReport', 'FittedTriplet', 'triplet_notes', 'check_triplet', 'DatasetReport', 'dataset_root',
            'dataset_settings', 'check_dataset', 'load_triplet', 'write_debug_dataset']
 
 # %% ../nbs/04_dataset.ipynb #b0b6780c
@@ -85,17 +85,45 @@ def _white_mask(t, plan):
     from ltx_nb.masks import load_mask
     return load_mask(t.mask, plan['target'], plan['target_indices'], plan['target_fit'])
 
-# %% ../nbs/04_dataset.ipynb #b162d949
+# %% ../nbs/04_dataset.ipynb #07a3f31c
+def _mask_size(t)->tuple[int,int,int]:
+    "(width, height, frames) of a triplet's mask as shown; frames is 0 for an image."
+    from ltx_nb.media import probe_video
+    if t.mask_kind == 'image':
+        from PIL import Image
+        with Image.open(t.mask) as im: return (*im.size, 0)
+    info = probe_video(t.mask)
+    return info.width, info.height, info.frames
+
+def triplet_notes(t, # an `ltx_nb.archive.Triplet`
+                  plan:dict, # its plan (`_plan_triplet`)
+                 )->list[str]:
+    "Notes on a planned triplet: anamorphic or cut-off clips, a stretched or short mask."
+    notes = []
+    for role in ('target', 'reference'):
+        i = plan[role]
+        if abs(i.sar - 1) > 1e-3: notes.append(f"{role} is anamorphic (pixel aspect {i.sar:.3g}): fitted by its display size {i.width}×{i.height}")
+        if i.header_frames > i.frames: notes.append(f"{role}'s header claims {i.header_frames} frames, only {i.frames} can be read (a cut-off file?)")
+    try: mw, mh, mf = _mask_size(t)
+    except Exception: return notes  # an unreadable mask is the mask check's error, not a note
+    tw, th = plan['target'].size
+    if abs(mw * th - mh * tw) > 0.01 * tw * mh: notes.append(f"mask is {mw}×{mh}, its target {tw}×{th}: the mask is stretched to the target's shape")
+    if 0 < mf < (used := max(plan['target_indices']) + 1): notes.append(f"video mask has {mf} frames, the clip uses {used}: its last frame is held")
+    return notes
+
+# %% ../nbs/04_dataset.ipynb #f1b8e3e2
 def check_triplet(t, # an `ltx_nb.archive.Triplet`
                   r:Request, # the request whose frames, rate and bucket apply
                  )->TripletReport:
     "Probe, plan and mask-check one triplet; never raises for a problem of the triplet's own."
     from ltx_nb.media import ClipTooShort
     from ltx_nb.masks import latent_keep_mask, mask_coverage
+    from ltx_nb.archive import caption_notes
     paths = dict(reference=str(t.reference), target=str(t.target), mask=str(t.mask),
                  caption=str(t.caption_path) if t.caption_path else None)
     rep = TripletReport(t.name, 'ok', mask_kind=t.mask_kind, caption=t.caption, paths=paths)
     if not t.caption_path: rep.flags.append('no caption')
+    rep.flags += caption_notes(t.caption_path)
     try:
         plan = _plan_triplet(t, r)
     except ClipTooShort as e:
@@ -105,6 +133,7 @@ def check_triplet(t, # an `ltx_nb.archive.Triplet`
         rep.status, rep.reason = 'error', '; '.join(e.problems)
         return rep
     rep.target, rep.reference = _info_dict(plan['target']), _info_dict(plan['reference'])
+    rep.flags += triplet_notes(t, plan)
     W, H = r.size
     rep.target_tokens = int(np.prod(latent_grid(r.number_of_frames, H, W)))
     rw, rh = reference_size(r.size, r.reference_downscale_factor)
@@ -121,7 +150,7 @@ def check_triplet(t, # an `ltx_nb.archive.Triplet`
     elif white.all(): rep.flags.append('full mask')
     return rep
 
-# %% ../nbs/04_dataset.ipynb #f1b8e3e2
+# %% ../nbs/04_dataset.ipynb #6cc3848e
 _COLS = ('name', 'status', 'target', 'reference', 'mask', 'regen %', 'tokens', 'notes')
 
 def _clip_str(d): return f"{d['frames']}f {d['fps']:g}fps {d['width']}×{d['height']}" if d else '—'
@@ -133,6 +162,7 @@ class DatasetReport:
     root: str
     settings: dict
     items: list
+    notes: list = field(default_factory=list)  # about the dataset as a whole, e.g. archives inside it (ignored)
 
     @property
     def ok(self)->list: return [i for i in self.items if i.ok]
@@ -159,7 +189,8 @@ class DatasetReport:
         rows = [_COLS, *self.rows()]
         w = [max(len(r[k]) for r in rows) for k in range(len(_COLS))]
         line = lambda r: '  '.join(c.ljust(w[k]) for k, c in enumerate(r)).rstrip()
-        return '\n'.join([self.summary(), line(rows[0]), '  '.join('-'*n for n in w), *map(line, rows[1:])])
+        return '\n'.join([self.summary(), *(f"note: {n}" for n in self.notes), line(rows[0]), '  '.join('-'*n for n in w),
+                          *map(line, rows[1:])])
 
     __repr__ = __str__
 
@@ -169,10 +200,11 @@ class DatasetReport:
         body = ''.join('<tr>' + ''.join(
             f'<td style="text-align:left;color:{colour[r[1]]}">{html.escape(c)}</td>' if k == 1 else
             f'<td style="text-align:left">{html.escape(c)}</td>' for k, c in enumerate(r)) + '</tr>' for r in self.rows())
-        return f'<p>{html.escape(self.summary())}</p><table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
+        notes = ''.join(f'<p>note: {html.escape(n)}</p>' for n in self.notes)
+        return f'<p>{html.escape(self.summary())}</p>{notes}<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
 
     def to_dict(self)->dict:
-        return dict(source=self.source, root=self.root, settings=self.settings, counts=self.counts(),
+        return dict(source=self.source, root=self.root, settings=self.settings, counts=self.counts(), notes=self.notes,
                     triplets=[dataclasses.asdict(i) for i in self.items])
 
     def to_json(self, indent=2)->str: return json.dumps(self.to_dict(), indent=indent, ensure_ascii=False)
@@ -187,7 +219,7 @@ class DatasetReport:
                                 'or turn on auto_scale_input'], 'invalid dataset')
         return self
 
-# %% ../nbs/04_dataset.ipynb #6cc3848e
+# %% ../nbs/04_dataset.ipynb #59b63a00
 def dataset_root(r:Request, # the request; `training_data_url` is already resolved
                  workdir:str|Path|None=None, # where archives are extracted / downloaded (default: the cache)
                 )->Path:
@@ -208,13 +240,15 @@ def check_dataset(r:Request, # a validated request
                  )->DatasetReport:
     "Check every triplet of the request's dataset before any model work."
     from tqdm.auto import tqdm
-    from ltx_nb.archive import find_triplets
+    from ltx_nb.archive import find_triplets, nested_archives
     root = dataset_root(r, workdir)
     triplets = find_triplets(root, r.trigger_phrase)
     items = [check_triplet(t, r) for t in tqdm(triplets, desc='checking triplets', disable=not progress, leave=False)]
-    return DatasetReport(r.training_data_url, str(root), dataset_settings(r), items)
+    notes = [f"{p.relative_to(root).as_posix()} is an archive inside the dataset: ignored (unpack its triplets into the dataset)"
+             for p in nested_archives(root)]
+    return DatasetReport(r.training_data_url, str(root), dataset_settings(r), items, notes)
 
-# %% ../nbs/04_dataset.ipynb #59b63a00
+# %% ../nbs/04_dataset.ipynb #c7a43507
 def load_triplet(item:TripletReport, # an 'ok' row of a `DatasetReport`
                  r:Request, # the request it was checked against
                 )->FittedTriplet:
@@ -232,7 +266,7 @@ def load_triplet(item:TripletReport, # an 'ok' row of a `DatasetReport`
                          read_clip(t.target, plan['target_indices'], plan['target_fit'], plan['target']), white,
                          latent_keep_mask(white, r.mask_dilation), item.caption, _geometry(plan))
 
-# %% ../nbs/04_dataset.ipynb #c7a43507
+# %% ../nbs/04_dataset.ipynb #8d98d054
 def write_debug_dataset(report:DatasetReport, # a checked dataset
                         r:Request,            # the request it was checked against
                         out:str|Path,         # the .zip to write

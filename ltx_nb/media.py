@@ -10,7 +10,7 @@ import math, os, subprocess, uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 import numpy as np
-from .core import LtxNbError, RequestError
+from .core import LtxNbError, RequestError, source_problem
 
 # %% auto #0
 __all__ = ['DECODER_ENV', 'REENCODE_HINT', 'FULL_DECODE_ABOVE', 'ffmpeg_exe', 'write_video', 'ClipTooShort', 'unreadable',
@@ -105,6 +105,8 @@ class VideoInfo:
     duration: float = 0.0   # seconds: frames × the mean frame interval
     backend: str = 'decord' # decoder that read it: 'decord' or 'pyav'
     timestamps: np.ndarray|None = field(default=None, repr=False) # start of each frame in seconds, first frame at 0
+    sar: float = 1.0        # sample (pixel) aspect ratio: ≠ 1 for anamorphic video, whose width is then the display width
+    header_frames: int = 0  # frames the container's header claims (0: it does not say)
 
     @property
     def size(self)->tuple[int,int]:
@@ -113,7 +115,7 @@ class VideoInfo:
 
     @property
     def coded_size(self)->tuple[int,int]:
-        "(width, height) of the frames as stored, before rotation."
+        "(width, height) before rotation (display pixels: an anamorphic clip's width is already stretched)."
         return (self.height, self.width) if self.rotation % 180 else (self.width, self.height)
 
 def _decoder(backend:str|None=None)->str:
@@ -133,6 +135,7 @@ def _probe_pyav(path)->dict:
         if not c.streams.video: raise ValueError('no video stream')
         s = c.streams.video[0]
         w, h, tb, rate = s.codec_context.width, s.codec_context.height, s.time_base, s.average_rate or s.guessed_rate
+        sar, claimed = s.sample_aspect_ratio or s.codec_context.sample_aspect_ratio, s.frames or 0
         tag = (s.metadata or {}).get('rotate')
         pts, first = [], None
         for p in c.demux(s):
@@ -144,7 +147,8 @@ def _probe_pyav(path)->dict:
     rot = getattr(first, 'rotation', 0) or (-int(float(tag)) if tag else 0)
     ts = (np.array(sorted(pts), dtype=np.float64) - min(pts)) * float(tb)
     return dict(coded=(w or first.width, h or first.height), rotation=int(round(rot / 90)) * 90 % 360,
-                fps=float(rate) if rate else 0.0, timestamps=ts)
+                fps=float(rate) if rate else 0.0, timestamps=ts, sar=float(sar) if sar and sar > 0 else 1.0,
+                header_frames=int(claimed))
 
 def _probe_decord(path)->dict:
     "Frame count, rate and timestamps as decord indexes them."
@@ -160,7 +164,7 @@ def probe_video(path:str|Path,        # a video file
                )->VideoInfo:
     "Frame count, rate, display size, rotation and timestamps of a video, without decoding it."
     path = Path(path)
-    if not path.is_file(): raise RequestError([f"{path}: file not found"])
+    if why := source_problem(path): raise RequestError([why])  # a FIFO or device is never handed to a decoder
     if path.stat().st_size == 0: raise unreadable(path, 'the file is empty')
     errors, d, p = [], None, None
     if _decoder(backend) == 'decord':
@@ -174,11 +178,13 @@ def probe_video(path:str|Path,        # a video file
     else:
         rot, (w, h), fps = p['rotation'], p['coded'], p['fps']
         ts = p['timestamps'] if d is None or len(p['timestamps']) == d['frames'] else d['timestamps']
+        if abs(p['sar'] - 1) > 1e-3: w = max(2, round(w * p['sar'] / 2) * 2)  # anamorphic: fit by the display aspect
         if rot % 180: w, h = h, w
     n = len(ts)
     if not fps: fps = (n - 1) / ts[-1] if n > 1 and ts[-1] > 0 else 24.0
     duration = ts[-1] * n / (n - 1) if n > 1 and ts[-1] > 0 else n / fps
-    return VideoInfo(str(path), n, fps, int(w), int(h), rot, float(duration), 'pyav' if d is None else 'decord', ts)
+    return VideoInfo(str(path), n, fps, int(w), int(h), rot, float(duration), 'pyav' if d is None else 'decord', ts,
+                     p['sar'] if p else 1.0, p['header_frames'] if p else 0)
 
 # %% ../nbs/02_media.ipynb #afd110b2
 def resample_indices(timestamps:np.ndarray, # start of each source frame, seconds from the first

@@ -6,7 +6,8 @@ Docs: https://ltx-nb.github.io/ltx_nb/model.html.md"""
 
 # %% ../nbs/06_model.ipynb #bc5f846a
 from __future__ import annotations
-import json, os, re, shutil, tempfile
+import functools, json, math, os, re, shutil, tempfile
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -15,12 +16,14 @@ import numpy as np
 from .core import EMBEDDED_MODEL, DEFAULT_MODEL, TRAINING_TYPE, cache_dir, DEFAULT_NEGATIVE_PROMPT, RequestError, latent_grid, VAE_FRAMES, VAE_PIXELS, atomic_path
 
 # %% auto #0
-__all__ = ['TINY_MODEL_VERSION', 'TINY_TEXT', 'TINY_VIDEO', 'TINY_AUDIO', 'TINY_REGISTERS', 'LORA_TARGETS', 'LORA_PREFIX',
-           'build_tiny_model', 'embedded_model_dir', 'resolve_model', 'load_transformer', 'load_vae', 'load_scheduler',
-           'TextEncoder', 'load_text_encoder', 'pack_latents', 'unpack_tokens', 'video_coords', 'sequence_coords',
-           'resolve_device', 'mixed_precision_for', 'compute_dtype', 'encode_video', 'decode_latents', 'forward_video',
-           'stg_blocks_for', 'lora_target_modules', 'add_lora', 'lora_state', 'save_lora', 'lora_metadata',
-           'load_lora_state', 'set_lora_state']
+__all__ = ['TINY_MODEL_VERSION', 'TINY_TEXT', 'TINY_VIDEO', 'TINY_AUDIO', 'TINY_REGISTERS', 'AUDIO_BRANCH', 'LORA_TARGETS',
+           'LORA_PREFIX', 'LTX23_CONFIG', 'WEIGHT_BITS', 'build_tiny_model', 'embedded_model_dir', 'resolve_model',
+           'is_audio_key', 'strip_audio', 'SafetensorsState', 'video_only_transformer', 'transformer_weight_files',
+           'load_video_only', 'load_transformer', 'load_vae', 'load_scheduler', 'TextEncoder', 'load_text_encoder',
+           'pack_latents', 'unpack_tokens', 'video_coords', 'sequence_coords', 'resolve_device', 'mixed_precision_for',
+           'compute_dtype', 'encode_video', 'decode_latents', 'forward_video', 'stg_blocks_for', 'lora_target_modules',
+           'add_lora', 'lora_state', 'save_lora', 'lora_metadata', 'load_lora_state', 'set_lora_state',
+           'audio_branch_loaded', 'ltx23_transformer_config', 'transformer_parameters', 'transformer_weight_bytes']
 
 # %% ../nbs/06_model.ipynb #32696fb0
 TINY_MODEL_VERSION = '1'  # bump when the recipe below changes, so cached copies are rebuilt
@@ -198,15 +201,149 @@ def _dtype(dtype):
              'fp32': torch.float32, 'float32': torch.float32, 'no': torch.float32}
     return names[str(dtype)]
 
+# %% ../nbs/06_model.ipynb #99859666
+AUDIO_BRANCH = r'(?:^|\.)(?:audio_|av_cross_attn_|video_to_audio_|video_a2v_)'  # a name component of the audio branch
+
+def is_audio_key(name:str, # a parameter, buffer or module name of `LTX2VideoTransformer3DModel`
+                )->bool:
+    "Whether `name` belongs to the audio branch (audio stream, audio tables, or the audio↔video cross-attention)."
+    return re.search(AUDIO_BRANCH, name) is not None
+
+# %% ../nbs/06_model.ipynb #37366d05
+@functools.cache
+def _audio_stub_class():
+    "The `AudioStub` module class (made on first use, so importing ltx_nb does not import torch)."
+    import torch
+    class AudioStub(torch.nn.Module):
+        "A parameter-free stand-in for an audio module: zeros of the shape the real module returns."
+        def __init__(self, kind:str, width:int=0, n_mod:int=0):
+            super().__init__()
+            self.kind, self.width, self.n_mod = kind, width, n_mod
+        def forward(self, hidden_states, *args, hidden_dtype=None, **kwargs):
+            x = hidden_states
+            if self.kind == 'same': return torch.zeros_like(x)
+            if self.kind == 'linear': return x.new_zeros(*x.shape[:-1], self.width)
+            if self.kind == 'adaln':  # (modulation, embedded timestep) per flattened timestep
+                dt = hidden_dtype or x.dtype
+                return x.new_zeros(x.shape[0], self.n_mod * self.width, dtype=dt), x.new_zeros(x.shape[0], self.width, dtype=dt)
+            raise RuntimeError("the audio branch of this transformer is not loaded: call it with isolate_modalities=True "
+                               "(as ltx_nb.model.forward_video does), or load it with load_transformer(..., video_only=False)")
+        def extra_repr(self): return repr(self.kind) + (f", width={self.width}" if self.width else '') + (f", n_mod={self.n_mod}" if self.n_mod else '')
+    AudioStub.__module__, AudioStub.__qualname__ = __name__, 'AudioStub'
+    return AudioStub
+
+def __getattr__(name):
+    "`ltx_nb.model.AudioStub` resolves lazily (the class needs torch)."
+    if name == 'AudioStub': return _audio_stub_class()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+def _stub_for(name:str, module):
+    "The `AudioStub` that stands in for audio submodule `module` called `name`."
+    import torch
+    from diffusers.models.attention import FeedForward
+    from diffusers.models.transformers.transformer_ltx2 import LTX2AdaLayerNormSingle, LTX2Attention
+    Stub = _audio_stub_class()
+    if name in ('audio_to_video_attn', 'video_to_audio_attn'): return Stub('refused')
+    if isinstance(module, torch.nn.Linear): return Stub('linear', module.out_features)
+    if isinstance(module, LTX2AdaLayerNormSingle): return Stub('adaln', module.linear.in_features, module.num_mod_params)
+    if isinstance(module, (LTX2Attention, FeedForward)): return Stub('same')
+    if hasattr(module, 'linear_2'): return Stub('linear', module.linear_2.out_features)  # LTX-2.0's caption projection
+    raise ValueError(f"no stub for audio module {name!r} ({type(module).__name__}): this diffusers version's LTX-2 "
+                     "transformer has an audio module ltx_nb does not know")
+
+def strip_audio(transformer, # an `LTX2VideoTransformer3DModel` (on any device, the meta device included); changed in place
+                dtype=None,  # dtype of the stubs' zero tables (the model's compute dtype); default float32
+                device='cpu',# device of the stubs' zero tables
+               ):
+    "`transformer` with every audio module and table replaced by a parameter-free stub."
+    import torch
+    dt = _dtype(dtype)
+    for parent in [transformer, *transformer.transformer_blocks]:
+        for name, child in list(parent.named_children()):
+            if is_audio_key(name) and any(True for _ in child.parameters()): setattr(parent, name, _stub_for(name, child))
+        for name, p in list(parent.named_parameters(recurse=False)):
+            if not is_audio_key(name): continue
+            delattr(parent, name)
+            parent.register_buffer(name, torch.zeros(p.shape[0], 1, dtype=dt, device=device), persistent=False)
+    left = [n for n, _ in transformer.named_parameters() if is_audio_key(n)]
+    if left: raise ValueError(f"audio weights left after stubbing: {left[:3]}")
+    return transformer
+
+# %% ../nbs/06_model.ipynb #c79ef40f
+class SafetensorsState(Mapping):
+    "A lazy, read-only key → tensor mapping over safetensors files: a tensor is read from disk only when asked for."
+    def __init__(self, files,      # safetensors files (e.g. a checkpoint's shards)
+                 rename=None,      # optional callable: a file's key → the model's key, or None to leave that tensor out
+                ):
+        from safetensors import safe_open
+        self._where, self._handles = {}, {}
+        for f in map(str, files):
+            with safe_open(f, 'pt') as h: keys = list(h.keys())
+            for k in keys:
+                new = rename(k) if rename else k
+                if new is not None: self._where[new] = (f, k)
+
+    def __getitem__(self, key):
+        from safetensors import safe_open
+        f, k = self._where[key]
+        if f not in self._handles: self._handles[f] = safe_open(f, 'pt')
+        return self._handles[f].get_tensor(k)
+
+    def __iter__(self): return iter(self._where)
+    def __len__(self): return len(self._where)
+    def __repr__(self): return f"SafetensorsState({len(self)} tensors in {len({f for f, _ in self._where.values()})} files)"
+
+def video_only_transformer(config:dict, # an `LTX2VideoTransformer3DModel` config (its config.json as a dict)
+                           state,       # diffusers key → tensor: a dict or a lazy mapping (`SafetensorsState`); audio keys are never read
+                           dtype=None,  # torch dtype or name; default float32
+                           device='cpu',# where the video weights go
+                          ):
+    "diffusers' LTX-2 transformer holding only the video weights of `state`: built on the meta device, audio stubbed, video loaded in place."
+    import torch
+    from diffusers import LTX2VideoTransformer3DModel
+    dt = _dtype(dtype)
+    with torch.device('meta'): m = LTX2VideoTransformer3DModel.from_config(config)
+    strip_audio(m, dt, device)
+    keys = list(m.state_dict())
+    missing = [k for k in keys if k not in state]
+    if missing: raise ValueError(f"{len(missing)} video weights are missing from the checkpoint, e.g. {missing[:3]}")
+    cast = lambda t: t.to(device=device, dtype=dt) if t.is_floating_point() else t.to(device)
+    m.load_state_dict({k: cast(state[k]) for k in keys}, strict=True, assign=True)
+    return m.eval()
+
+def transformer_weight_files(folder:str|Path, # a diffusers `transformer/` folder
+                            )->list[Path]:
+    "The safetensors files of a diffusers model folder: the shards its index names, or the single file."
+    folder = Path(folder)
+    index = folder/'diffusion_pytorch_model.safetensors.index.json'
+    if index.is_file(): return sorted({folder/f for f in json.loads(index.read_text())['weight_map'].values()})
+    if (folder/'diffusion_pytorch_model.safetensors').is_file(): return [folder/'diffusion_pytorch_model.safetensors']
+    raise FileNotFoundError(f"no diffusion_pytorch_model.safetensors (or its .index.json) in {folder}")
+
+def load_video_only(folder:str|Path, # a diffusers `transformer/` folder (config.json + safetensors, sharded or not)
+                    dtype=None, device='cpu'):
+    "The video-only transformer of a diffusers `transformer/` folder."
+    config = json.loads((Path(folder)/'config.json').read_text())
+    return video_only_transformer(config, SafetensorsState(transformer_weight_files(folder)), dtype, device)
+
+# %% ../nbs/06_model.ipynb #205bceb1
 def load_transformer(model:str|Path, # 'embedded:tiny', a directory or a Hub id
                      dtype=None,     # torch dtype or name; default float32
                      device='cpu',   # where to put it
+                     video_only:bool=True, # False: the whole audio-video model (diffusers' `from_pretrained`), for comparisons
                     ):
-    "The `LTX2VideoTransformer3DModel` of `model`."
+    "The `LTX2VideoTransformer3DModel` of `model`; video-only by default (the audio branch is stubbed and never read)."
     from diffusers import LTX2VideoTransformer3DModel
     src = resolve_model(model)
+    if video_only: return _load('transformer', src, lambda: load_video_only(_transformer_folder(src), dtype, device))
     m = _load('transformer', src, lambda: LTX2VideoTransformer3DModel.from_pretrained(src, subfolder='transformer', torch_dtype=_dtype(dtype)))
     return m.to(device)
+
+def _transformer_folder(src)->Path:
+    "The `transformer/` folder of a diffusers-format model; a Hub id's is fetched into the Hub cache (that folder only)."
+    if isinstance(src, Path) or Path(str(src)).is_dir(): return Path(src)/'transformer'
+    from huggingface_hub import snapshot_download
+    return Path(snapshot_download(str(src), allow_patterns=['transformer/*']))/'transformer'
 
 def load_vae(model:str|Path, dtype=None, device='cpu'):
     "The video VAE (`AutoencoderKLLTX2Video`) of `model`."
@@ -220,7 +357,7 @@ def load_scheduler(model:str|Path):
     src = resolve_model(model)
     return _load('scheduler', src, lambda: FlowMatchEulerDiscreteScheduler.from_pretrained(src, subfolder='scheduler'))
 
-# %% ../nbs/06_model.ipynb #15155e02
+# %% ../nbs/06_model.ipynb #311a6e05
 class TextEncoder:
     "Tokenizer + Gemma-3 + LTX-2.3 text connectors; `encode` gives the transformer's text inputs."
     def __init__(self, tokenizer, text_encoder, connectors):
@@ -259,7 +396,7 @@ def load_text_encoder(model:str|Path, dtype=None, device='cpu')->TextEncoder:
     conn = _load('connectors', src, lambda: LTX2TextConnectors.from_pretrained(src, subfolder='connectors', torch_dtype=dt))
     return TextEncoder(tok, te.eval(), conn.eval()).to(device)
 
-# %% ../nbs/06_model.ipynb #efbbf973
+# %% ../nbs/06_model.ipynb #5ff93b4f
 def pack_latents(latents # (C, F, H, W) or (B, C, F, H, W)
                 ):
     "Token sequence (N, C) or (B, N, C) in the pipeline's order: frame-major, then row, then column."
@@ -277,7 +414,7 @@ def unpack_tokens(tokens, # (N, C) or (B, N, C)
     lat = LTX2Pipeline._unpack_latents(tokens[None] if one else tokens, *grid)
     return lat[0] if one else lat
 
-# %% ../nbs/06_model.ipynb #8875931a
+# %% ../nbs/06_model.ipynb #4ac13f6e
 def video_coords(transformer,          # an `LTX2VideoTransformer3DModel`
                  frames:int,           # latent frames
                  height:int,           # latent rows
@@ -292,7 +429,7 @@ def video_coords(transformer,          # an `LTX2VideoTransformer3DModel`
     if scale != 1.0: c[:, 1:] = c[:, 1:] * scale
     return c
 
-# %% ../nbs/06_model.ipynb #205bceb1
+# %% ../nbs/06_model.ipynb #45b8dbeb
 def sequence_coords(transformer, # the video transformer
                     ref_grid:tuple, # reference latent (frames, rows, cols)
                     grid:tuple,  # target latent (frames, rows, cols)
@@ -467,3 +604,43 @@ def set_lora_state(transformer, state:dict):
     res = set_peft_model_state_dict(transformer, state)
     if res.unexpected_keys: raise ValueError(f"LoRA keys not in the model: {res.unexpected_keys[:3]} ...")
     return transformer
+
+# %% ../nbs/06_model.ipynb #7cf9594f
+def audio_branch_loaded(transformer, # an `LTX2VideoTransformer3DModel` (may be peft-, DDP- or compile-wrapped)
+                       )->bool:
+    "Whether `transformer` holds audio weights (False for `load_transformer`'s default, video-only model)."
+    return any(is_audio_key(n) for n, _ in _unwrap(transformer).named_parameters())
+
+# %% ../nbs/06_model.ipynb #e0434127
+LTX23_CONFIG = 'configs/ltx-2.3/transformer/config.json'  # package data: LTX-2.3's transformer config (diffusers format)
+WEIGHT_BITS = {'fp32': 32, 'bf16': 16, 'fp8': 8, 'int8': 8, 'nf4': 4.5}  # bits per linear-layer weight of each base precision
+
+def ltx23_transformer_config()->dict:
+    "LTX-2.3's real transformer config, as diffusers' `config.json` (shipped with the package)."
+    import ltx_nb
+    return json.loads((Path(ltx_nb.__file__).parent/LTX23_CONFIG).read_text())
+
+@functools.lru_cache(maxsize=8)
+def _weight_counts(config_json:str, video_only:bool)->tuple[int,int]:
+    "(linear-layer weight elements, all other parameter elements) of a config built on the meta device."
+    import torch
+    from diffusers import LTX2VideoTransformer3DModel
+    with torch.device('meta'): m = LTX2VideoTransformer3DModel.from_config(json.loads(config_json))
+    if video_only: strip_audio(m, device='meta')
+    linear = sum(mod.weight.numel() for mod in m.modules() if isinstance(mod, torch.nn.Linear))
+    return linear, sum(p.numel() for p in m.parameters()) - linear
+
+def transformer_parameters(config:dict, # an `LTX2VideoTransformer3DModel` config, e.g. `ltx23_transformer_config()`
+                           video_only:bool=True, # count only what `load_transformer` loads
+                          )->int:
+    "The transformer's parameter count, from its config on the meta device."
+    return sum(_weight_counts(json.dumps(dict(config), sort_keys=True), video_only))
+
+def transformer_weight_bytes(config:dict,   # an `LTX2VideoTransformer3DModel` config, e.g. `ltx23_transformer_config()`
+                             precision:str, # base precision: one of `WEIGHT_BITS` (fp32, bf16, fp8, int8, nf4)
+                             video_only:bool=True, # count only what `load_transformer` loads
+                            )->int:
+    "Bytes of the transformer's weights at `precision`: linear weights at its width, the rest in bf16 (fp32 for fp32)."
+    if precision not in WEIGHT_BITS: raise ValueError(f"precision {precision!r}: use one of {', '.join(WEIGHT_BITS)}")
+    linear, other = _weight_counts(json.dumps(dict(config), sort_keys=True), video_only)
+    return math.ceil(linear * WEIGHT_BITS[precision] / 8) + other * (4 if precision == 'fp32' else 2)

@@ -128,9 +128,17 @@ class JobResult:
     notebook: Path
     error: str = ''
 
+def _KERNEL_CONFIG():
+    "Job kernels talk over local IPC sockets, not plain TCP (which also makes ipykernel warn once per job)."
+    from traitlets.config import Config
+    c = Config(); c.KernelManager.transport = 'ipc'
+    return c
+
 def _read_progress(run_dir:Path)->dict:
-    try: return json.loads((Path(run_dir)/'progress.json').read_text())
-    except (OSError, json.JSONDecodeError): return {}
+    from ltx_nb.core import load_json
+    try: v = load_json(Path(run_dir)/'progress.json', 'progress file')  # checked by type: a FIFO never blocks the poll
+    except RequestError: return {}
+    return v if isinstance(v, dict) else {}
 
 def run_job(job:Job, # a planned job
             progress:bool=True, # show a bar that follows progress.json
@@ -146,7 +154,7 @@ def run_job(job:Job, # a planned job
     box, t0 = {}, time.time()
     def work():
         try: pm.execute_notebook(str(job_notebook_path()), str(out), parameters=params, kernel_name=kernel_name,
-                                 cwd=str(d), progress_bar=False, log_output=False)
+                                 cwd=str(d), progress_bar=False, log_output=False, config=_KERNEL_CONFIG())
         except BaseException as e: box['error'] = e
     th = threading.Thread(target=work, daemon=True); th.start()
     bar = tqdm(total=job.request.number_of_steps, desc=job.label, disable=not progress, dynamic_ncols=True)
@@ -209,17 +217,24 @@ def _thumbnail(d:Path)->str|None:
 
 def run_info(d:str|Path)->RunInfo|None:
     "What a run directory says about itself (None when it is not a run directory)."
+    from ltx_nb.core import load_json
     d = Path(d)
     if not (d/'progress.json').exists() and not (d/'request.json').exists(): return None
-    pr = _read_progress(d)
-    try: req = json.loads((d/'request.json').read_text())
-    except (OSError, json.JSONDecodeError): req = {}
+    bad = []
+    def read(name):  # a corrupt, unreadable or special file is reported in the row, never a traceback
+        if not os.path.lexists(d/name): return {}
+        try: v = load_json(d/name, name)
+        except RequestError as e: bad.append(f"{name} " + e.problems[0].split(': ', 1)[-1].split(';')[0]); return {}
+        if isinstance(v, dict): return v
+        bad.append(f"{name} is not a JSON object"); return {}
+    pr, req = read('progress.json'), read('request.json')
     data = Path(str(req.get('training_data_url') or '?').rstrip('/')).name
     label = f"{data} · rank {req.get('rank', '?')} · lr {req.get('learning_rate', '?')}"
     if req.get('trigger_phrase'): label = f"{req['trigger_phrase']!r} · " + label
     started, updated = pr.get('started'), pr.get('updated')
     lora = d/'lora.safetensors'
-    return RunInfo(str(d), label, run_status(pr), int(pr.get('step') or 0), int(pr.get('total') or req.get('number_of_steps') or 0),
+    if bad: label = f"{label} · unreadable {'; '.join(bad)}"
+    return RunInfo(str(d), label, run_status(pr) if not bad or pr else 'unreadable', int(pr.get('step') or 0), int(pr.get('total') or req.get('number_of_steps') or 0),
                    pr.get('loss'), (updated - started) if started and updated else None, str(lora) if lora.exists() else None,
                    _thumbnail(d))
 
@@ -258,8 +273,11 @@ class RunsTable:
 
 def list_runs(root:str|Path='outputs')->RunsTable:
     "Every run directory under `root` (and `root` itself if it is one), newest first."
-    root = Path(root)
-    dirs = ([root] if (root/'progress.json').exists() else []) + (sorted(p for p in root.iterdir() if p.is_dir()) if root.is_dir() else [])
+    from ltx_nb.core import check_regular_file
+    if not os.path.lexists(root): return RunsTable([])
+    root = check_regular_file(root, 'runs folder', dirs=True)
+    if not root.is_dir(): raise RequestError([f"{root}: is a file, not a folder of run directories; give the outputs folder"])
+    dirs = ([root] if (root/'progress.json').exists() else []) + sorted(p for p in root.iterdir() if p.is_dir())
     runs = [i for i in map(run_info, dirs) if i is not None]
     mtime = lambda r: (Path(r.run_dir)/'progress.json').stat().st_mtime if (Path(r.run_dir)/'progress.json').exists() else 0
     return RunsTable(sorted(runs, key=mtime, reverse=True))

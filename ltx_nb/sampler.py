@@ -494,17 +494,18 @@ def add_sample_parser(subparsers)->argparse.ArgumentParser:
 
 def _cli_request(a, meta:dict, problems:list)->Request:
     "A validated request carrying the sample settings (the request's own rules check every range)."
+    from ltx_nb.core import source_problem, resolve_source
     problems = list(problems)
     for flag, v in (('--video', a.video), ('--mask', a.mask), ('--reference', a.reference)):
         if is_remote(v): continue
-        if not Path(v.removeprefix('file://')).is_file(): problems.append(f"{flag} {v}: file not found")
+        if why := source_problem(resolve_source(v)): problems.append(f"{flag} {why}")  # a FIFO or device is never opened
         elif flag == '--mask' and media_kind(v) is None:
             from ltx_nb.masks import MASK_KINDS
             problems.append(f"--mask {v}: {Path(v).suffix or 'no extension'} is not a supported mask kind ({MASK_KINDS})")
         elif flag != '--mask' and media_kind(v) != 'video':
             problems.append(f"{flag} {v}: not a video file (use mp4, mov, webm, mkv or avi)")
     if Path(a.out).suffix.lower() not in ('.mp4', '.npz'): problems.append(f"--out {a.out}: use a .mp4 or .npz file")
-    if a.lora and not Path(a.lora).is_file(): problems.append(f"--lora {a.lora}: file not found")
+    if a.lora and (why := source_problem(a.lora)): problems.append(f"--lora {why}")
     factor = a.reference_downscale_factor or int(meta.get('reference_downscale_factor', 1) or 1)
     params = dict(training_data_url=str(Path.cwd()), model=a.model or meta.get('base_model_id') or DEFAULT_MODEL,
                   validation=[dict(prompt=a.prompt, video_url=a.video, mask_url=a.mask, reference_video_url=a.reference)],

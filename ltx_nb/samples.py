@@ -13,8 +13,8 @@ from .core import VIDEO_EXTS
 
 # %% auto #0
 __all__ = ['COLORS', 'PATTERNS', 'recolor_reference', 'scene_frames', 'reference_frames', 'mask_frames', 'triplet_files',
-           'make_triplet', 'make_samples', 'triplet_frames', 'reference_agreement', 'make_samples_zip',
-           'sample_request', 'write_data_samples']
+           'triplet_arrays', 'make_triplet', 'make_samples', 'triplet_frames', 'reference_agreement',
+           'make_samples_zip', 'sample_request', 'write_data_samples']
 
 # %% ../nbs/05_samples.ipynb #b46f538b
 def recolor_reference(frames:np.ndarray # (..., 3) uint8 RGB reference pixels
@@ -188,6 +188,26 @@ def triplet_files(i:int # triplet index
     return out
 
 # %% ../nbs/05_samples.ipynb #8261f13e
+def triplet_arrays(i:int,         # triplet index: picks the plan row and the random stream
+                   frames:int=97, # frames per clip
+                   size:tuple[int,int]|None=None, # (width, height), even; None: the plan's size for `i`
+                   seed:int=0,    # base random seed
+                  )->dict:
+    "The exact pixels of triplet `i` before encoding: reference, target, mask (as the loader holds it) and more."
+    row = _PLAN[i % len(_PLAN)]
+    rng = np.random.default_rng([seed, i])
+    w, h = size or row['size']
+    pattern = PATTERNS[i % len(PATTERNS)]
+    colors = tuple(rng.choice(list(COLORS), 2, replace=False))
+    ref = np.round(reference_frames(rng, frames, w, h, pattern, colors)).astype(np.uint8)
+    mask = mask_frames(rng, frames, w, h, row['moving'])
+    mask_len = max(1, frames*2//3) if row.get('short') else frames
+    mask[mask_len:] = mask[mask_len - 1]  # what the loader sees: a short video mask holds its last frame
+    scene = np.round(scene_frames(rng, frames, w, h)).astype(np.uint8)
+    target = np.where(mask[..., None], recolor_reference(ref), scene)
+    return dict(reference=ref, target=target, mask=mask, mask_frames=mask_len, pattern=pattern, colors=colors)
+
+# %% ../nbs/05_samples.ipynb #01a12f21
 def make_triplet(dest:str|Path, # the set's folder
                  i:int,         # triplet index: picks the plan row, the name and the random stream
                  frames:int=97, # frames per clip (the seed's default 89 needs at least 89)
@@ -197,18 +217,9 @@ def make_triplet(dest:str|Path, # the set's folder
                 )->list[Path]:
     "Write triplet `i` (reference, target, mask, optional caption) under `dest`; returns the files written."
     row = _PLAN[i % len(_PLAN)]
-    rng = np.random.default_rng([seed, i])
-    w, h = size or row['size']
     files = {k: Path(dest)/v for k, v in triplet_files(i).items()}
     files['end'].parent.mkdir(parents=True, exist_ok=True)
-    pattern = PATTERNS[i % len(PATTERNS)]
-    colors = tuple(rng.choice(list(COLORS), 2, replace=False))
-    ref = np.round(reference_frames(rng, frames, w, h, pattern, colors)).astype(np.uint8)
-    mask = mask_frames(rng, frames, w, h, row['moving'])
-    mask_len = max(1, frames*2//3) if row.get('short') else frames
-    mask[mask_len:] = mask[mask_len - 1]  # what the loader sees: a short video mask holds its last frame
-    scene = np.round(scene_frames(rng, frames, w, h)).astype(np.uint8)
-    target = np.where(mask[..., None], recolor_reference(ref), scene)
+    ref, target, mask, mask_len, pattern, colors = triplet_arrays(i, frames, size, seed).values()
     out = [_write_video(files['start'], ref, fps), _write_video(files['end'], target, fps)]
     white = mask.astype(np.uint8)*255
     if row['mask'] in VIDEO_EXTS:
@@ -234,10 +245,12 @@ def make_samples(dest:str|Path,  # folder to write the triplets into (created)
                 )->list[Path]:
     "Write `n` synthetic triplets under `dest` whose masked target region shows the recoloured reference."
     from tqdm.auto import tqdm
+    from ltx_nb.core import show_progress
     if size is not None and (size[0] % 2 or size[1] % 2): raise ValueError(f"size {size}: width and height must be even")
-    return [p for i in tqdm(range(n), desc='samples', leave=False) for p in make_triplet(dest, i, frames, size, seed, fps)]
+    bar = tqdm(range(n), desc='samples', leave=False, disable=not show_progress())
+    return [p for i in bar for p in make_triplet(dest, i, frames, size, seed, fps)]
 
-# %% ../nbs/05_samples.ipynb #e8ed8324
+# %% ../nbs/05_samples.ipynb #9df9277b
 def _grow(white:np.ndarray, r:int)->np.ndarray:
     "Dilate a (T, H, W) bool mask by `r` pixels (a square neighbourhood)."
     for _ in range(r):
@@ -277,7 +290,7 @@ def reference_agreement(end:str|Path,   # target video (`<name>_end.*`)
     diff = np.abs(target.astype(np.int16) - recolor_reference(ref)).mean(-1)
     return dict(inside=float(diff[inside].mean()), outside=float(diff[outside].mean()), coverage=float(white.mean()))
 
-# %% ../nbs/05_samples.ipynb #4a773cfe
+# %% ../nbs/05_samples.ipynb #ce81ab6a
 def make_samples_zip(dest_zip:str|Path, # the .zip to write (replaced atomically)
                      n:int=10,          # number of triplets
                      frames:int=97,     # frames per clip
@@ -303,7 +316,7 @@ def make_samples_zip(dest_zip:str|Path, # the .zip to write (replaced atomically
         finally: tmp.unlink(missing_ok=True)
     return dest_zip
 
-# %% ../nbs/05_samples.ipynb #ce81ab6a
+# %% ../nbs/05_samples.ipynb #19ebc487
 def _caption_text(path:Path)->str:
     return path.read_text(encoding='utf-8-sig').strip()
 

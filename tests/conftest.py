@@ -9,6 +9,7 @@ ROOT = Path(__file__).resolve().parents[1]
 def _isolated_cache(tmp_path_factory):
     "Keep every test's cache (extracted archives, the tiny model, latents) out of the user's home."
     os.environ.setdefault('LTX_NB_CACHE', str(tmp_path_factory.mktemp('ltx_nb_cache')))
+    os.environ.setdefault('PYTHONUTF8', '1')  # child processes print UTF-8 (× and — in reports) whatever the locale
 
 @pytest.fixture(scope='session')
 def triplets(tmp_path_factory):

@@ -317,7 +317,7 @@ def server(tmp_path, monkeypatch):
 
 def downloads(work)->list[str]:
     d = work/'downloads'
-    return sorted(p.name for p in d.iterdir()) if d.exists() else []
+    return sorted(p.name for p in d.iterdir() if not p.name.startswith('.')) if d.exists() else []  # hidden: validators
 
 def test_download_success_and_reuse(server, tmp_path):
     work = tmp_path/'work'

@@ -155,13 +155,13 @@ def test_http_source_and_404(http_server, clips_zip, cache, wd):
     p = check(f'{http_server}/{clips_zip.name}', *FAST, cache=cache, workdir=wd)
     assert p.returncode == 0, p.stderr
     assert p.stdout.startswith('2 triplets: 2 ok')
-    (dl,) = [x for x in (wd/'downloads').iterdir()]
+    (dl,) = [x for x in (wd/'downloads').iterdir() if not x.name.startswith('.')]  # hidden: the copy's validators
     assert dl.read_bytes() == clips_zip.read_bytes() and dl.name.endswith('clips.zip')
     url = f'{http_server}/missing.zip'
     q = check(url, *FAST, cache=cache, workdir=wd)
     assert q.returncode == 2 and q.stdout == ''
     assert url in q.stderr and '404' in q.stderr, q.stderr
-    assert [x for x in (wd/'downloads').iterdir()] == [dl], 'a failed download left a file behind'
+    assert [x for x in (wd/'downloads').iterdir() if not x.name.endswith('.meta.json')] == [dl], 'a failed download left a file behind'
 
 def test_request_json_relative_paths_and_overrides(clips_zip, cache, tmp_path):
     job = tmp_path/'job'
@@ -244,9 +244,8 @@ def test_debug_dataset_not_replaced_when_check_fails(clips, cache, tmp_path):
 # ---------------------------------------------------------------- request validation (before any data)
 
 def test_bad_options_listed_at_once_before_touching_data(clips_zip, cache, wd):
-    t = time.monotonic()
     p = check(clips_zip, '--number-of-frames', '5', '--frame-rate', '100', '--mask-dilation', '99', cache=cache, workdir=wd)
-    assert time.monotonic() - t < 10
+    assert not wd.exists() or not any(wd.iterdir()), 'the data was touched'  # not a timing: machines differ
     assert p.returncode == 2 and p.stdout == ''
     assert 'invalid request (3 problems)' in p.stderr
     assert problems(p.stderr) == ['number_of_frames: 5 is below 9', 'frame_rate: 100 is above 60', 'mask_dilation: 99 is above 16']

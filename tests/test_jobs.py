@@ -27,10 +27,9 @@ def small(tmp_path_factory):
 def test_every_request_is_validated_before_anything_runs(small, tmp_path):
     bad = tmp_path/'bad.json'
     bad.write_text(json.dumps(dict(training_data_url='nowhere/', rank=7, resolution='ultra')))
-    t = time.monotonic()
     p = ltx_nb('train', small/'req.json', bad, '--run-dir', tmp_path/'runs', '--set', 'number_of_steps=5', cwd=tmp_path)
     assert p.returncode == 2, p.stdout + p.stderr
-    assert time.monotonic() - t < 30
+    assert not (tmp_path/'runs').exists(), 'a job started'  # not a timing: machines differ
     for msg in ("req: number_of_steps: 5 is below 100", "bad: number_of_steps: 5 is below 100", "bad: rank: 7",
                 "bad: resolution: 'ultra'", "nowhere"):
         assert msg in p.stderr, (msg, p.stderr)

@@ -7,8 +7,9 @@ import pytest
 
 from ltx_nb.core import VIDEO_EXTS, load_request
 from ltx_nb.media import probe_video, read_clip
+from ltx_nb.archive import decode_text
 from ltx_nb.samples import (triplet_frames, make_samples, make_samples_zip, reference_agreement, sample_request,
-                            triplet_files)
+                            triplet_files, triplet_arrays, _caption, _PLAN)
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT/'data_samples'
@@ -17,24 +18,22 @@ EXTRA = {'request.json', 'README.md'}
 def listing(d:Path)->list[str]:
     return sorted(p.relative_to(d).as_posix() for p in d.rglob('*') if p.is_file())
 
-@pytest.fixture(scope='module')
-def regenerated(tmp_path_factory):
-    "The default set, made afresh."
-    d = tmp_path_factory.mktemp('regen')
-    make_samples(d)
-    return d
+def psnr(a:np.ndarray, b:np.ndarray)->float:
+    return float(10 * np.log10(255**2 / max(((a.astype(float) - b)**2).mean(), 1e-9)))
 
-def test_committed_matches_regenerated(regenerated):
-    committed = [n for n in listing(DATA) if n not in EXTRA]
-    assert committed == listing(regenerated)
-    for name in committed:
-        if name.endswith('.txt'): assert (DATA/name).read_bytes() == (regenerated/name).read_bytes(), name
-    for i in range(10):  # decoded: masks agree exactly, videos within codec tolerance (bytes may differ elsewhere)
-        f = triplet_files(i)
-        ea, ra, wa = triplet_frames(*(DATA/f[k] for k in ('end', 'start', 'mask')))
-        eb, rb, wb = triplet_frames(*(regenerated/f[k] for k in ('end', 'start', 'mask')))
-        assert (wa == wb).all(), f['mask']
-        for va, vb in ((ea, eb), (ra, rb)): assert va.shape == vb.shape and np.abs(va.astype(int) - vb).mean() < 2, f
+@pytest.mark.parametrize('i', range(10))
+def test_committed_keeps_the_generators_promise(i):
+    """Decoded, the committed files are the generator's own frames: masks exactly, videos within the codec's tolerance.
+
+    Never compared with a fresh encoding: x264's bytes differ between machines of the same kind."""
+    f, a = triplet_files(i), triplet_arrays(i)
+    end, start, white = triplet_frames(*(DATA/f[k] for k in ('end', 'start', 'mask')))
+    assert len(end) == 97 and (white == a['mask']).all(), f['mask']
+    for got, want, name in ((end, a['target'], f['end']), (start, a['reference'], f['start'])):
+        assert got.shape == want.shape and psnr(got, want) > 24, (name, psnr(got, want))  # measured 28.2–38.6 dB
+    if 'caption' in f:
+        text = decode_text((DATA/f['caption']).read_bytes()).strip()
+        assert text == _caption(_PLAN[i]['moving'], a['pattern'], a['colors']), f['caption']
 
 def test_committed_plan_and_readme():
     expected = sorted([v for i in range(10) for v in triplet_files(i).values()] + list(EXTRA))
