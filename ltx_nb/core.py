@@ -15,9 +15,10 @@ from typing import Any
 __all__ = ['VAE_FRAMES', 'VAE_PIXELS', 'RESOLUTIONS', 'ASPECT_RATIOS', 'VIDEO_EXTS', 'IMAGE_EXTS', 'MAX_JSON_BYTES', 'QUIET_ENV',
            'DEFAULT_MODEL', 'EMBEDDED_MODEL', 'TRAINING_TYPE', 'DEFAULT_NEGATIVE_PROMPT', 'VALIDATION_KEYS',
            'SCENE_SPLIT_REFUSAL', 'LtxNbError', 'RequestError', 'snap_frames', 'latent_frames', 'latent_grid',
-           'pixel_frame_span', 'bucket_size', 'media_kind', 'cache_dir', 'source_problem', 'check_regular_file',
-           'os_error_message', 'load_json', 'show_progress', 'atomic_path', 'write_json', 'Request', 'is_remote',
-           'resolve_source', 'parse_request', 'load_request', 'parse_override', 'request_hash']
+           'pixel_frame_span', 'bucket_size', 'exact_reference', 'exact_reference_buckets', 'media_kind', 'cache_dir',
+           'source_problem', 'check_regular_file', 'os_error_message', 'load_json', 'show_progress', 'atomic_path',
+           'write_json', 'Request', 'is_remote', 'resolve_source', 'parse_request', 'load_request', 'parse_override',
+           'request_hash']
 
 # %% ../nbs/00_core.ipynb #4f2d1e0c
 class LtxNbError(Exception):
@@ -75,6 +76,18 @@ def bucket_size(resolution:str='medium', # low, medium or high
     except KeyError: raise ValueError(f"no bucket for resolution {resolution!r} and aspect ratio {aspect_ratio!r}") from None
 
 # %% ../nbs/00_core.ipynb #c511f897
+def exact_reference(size:tuple[int,int], # target bucket (width, height) in pixels
+                    factor:int=1,        # reference_downscale_factor
+                   )->bool:
+    "True when the bucket divided by `factor` stays on the VAE's 32-pixel grid, so the reference grid is exactly 1/factor."
+    return all(v % (VAE_PIXELS * factor) == 0 for v in size)
+
+def exact_reference_buckets(factor:int=1 # reference_downscale_factor
+                           )->list[str]:
+    "The 'resolution aspect_ratio' buckets whose reference grid at `factor` is exact."
+    return [f'{res} {ar}' for res, d in RESOLUTIONS.items() for ar, size in d.items() if exact_reference(size, factor)]
+
+# %% ../nbs/00_core.ipynb #f05e4832
 VIDEO_EXTS = ('.mp4', '.mov', '.webm', '.mkv', '.avi')
 IMAGE_EXTS = ('.png', '.jpg', '.jpeg', '.bmp', '.webp')
 
@@ -93,7 +106,7 @@ def cache_dir(*parts:str # sub-folders below the cache root
     p.mkdir(parents=True, exist_ok=True)
     return p
 
-# %% ../nbs/00_core.ipynb #a9920ac4
+# %% ../nbs/00_core.ipynb #941f1318
 import stat as _stat
 
 _SPECIAL = ((_stat.S_ISCHR, 'a character device'), (_stat.S_ISBLK, 'a block device'),
@@ -124,7 +137,7 @@ def check_regular_file(path:str|Path, # the path to check
     if why := source_problem(path, dirs): raise RequestError([f"{where}: {why}"])
     return Path(path)
 
-# %% ../nbs/00_core.ipynb #ec9cea46
+# %% ../nbs/00_core.ipynb #b971d378
 import errno as _errno
 
 _OS_FIXES = {_errno.ENOENT: 'check the path', _errno.EACCES: 'check its permissions', _errno.EPERM: 'check its permissions',
@@ -140,7 +153,7 @@ def os_error_message(e:OSError # an error from the operating system
     where = ' -> '.join(str(f) for f in (e.filename, e.filename2) if f is not None) or 'a file'
     return f"{where}: {e.strerror or e}; {_OS_FIXES.get(e.errno, 'check the path and try again')}"
 
-# %% ../nbs/00_core.ipynb #3f8ee982
+# %% ../nbs/00_core.ipynb #a61aeff8
 MAX_JSON_BYTES = 4 * 2**20  # a request is a few KiB; run files (progress, config) stay far below this
 
 def _no_constant(name:str):
@@ -163,7 +176,7 @@ def load_json(path:str|Path, # a JSON file
     except RecursionError: raise fail("nested too deeply to be read (a forged file?)") from None
     except ValueError as e: raise fail(f"not sane JSON ({str(e)[:120]})") from None
 
-# %% ../nbs/00_core.ipynb #a61aeff8
+# %% ../nbs/00_core.ipynb #b1f364d6
 QUIET_ENV = 'LTX_NB_QUIET'  # set (to anything but '' or '0') to turn every progress bar off
 
 def show_progress(want:bool=True # the caller's own wish (e.g. not --quiet)
@@ -176,7 +189,7 @@ def show_progress(want:bool=True # the caller's own wish (e.g. not --quiet)
     except (AttributeError, ValueError): pass
     return 'ipykernel' in sys.modules  # a notebook draws widgets, not terminal escapes
 
-# %% ../nbs/00_core.ipynb #b1f364d6
+# %% ../nbs/00_core.ipynb #a9920ac4
 from contextlib import contextmanager
 
 @contextmanager
@@ -200,7 +213,7 @@ def write_json(path:str|Path, obj)->Path:
     with atomic_path(path) as t: t.write_text(json.dumps(obj, indent=2, default=str, ensure_ascii=False))
     return Path(path)
 
-# %% ../nbs/00_core.ipynb #8593d9cb
+# %% ../nbs/00_core.ipynb #941f1318
 DEFAULT_MODEL = 'diffusers/LTX-2.3-Diffusers'
 EMBEDDED_MODEL = 'embedded:tiny'  # the tiny random LTX-2.3 built offline by `ltx_nb.model`
 TRAINING_TYPE = 'v2v-masked'
@@ -218,7 +231,7 @@ def _p(default, doc, *, choices=None, lo=None, hi=None, kind=None, seed=True, re
     if isinstance(default, (list, dict)): return field(default_factory=lambda: type(default)(default), metadata=meta)
     return field(default=default, metadata=meta)
 
-# %% ../nbs/00_core.ipynb #9798711f
+# %% ../nbs/00_core.ipynb #406c5728
 @dataclass
 class Request:
     "A training request: the hosted trainer's parameters (same names, defaults, ranges) plus local settings."
@@ -251,13 +264,17 @@ class Request:
     validation_interval: int = _p(1000, 'steps between validation reels (0: only at the end)', lo=0, hi=20000, kind=int, seed=False)
     validation_num_inference_steps: int = _p(30, 'sampler steps for validation', lo=1, hi=200, kind=int, seed=False)
     validation_guidance_scale: float = _p(3.0, 'CFG scale for validation', lo=1.0, hi=20.0, kind=float, seed=False)
-    reference_downscale_factor: int = _p(1, 'encode the reference at 1/factor resolution to cut tokens', choices=(1, 2), kind=int, seed=False)
+    reference_downscale_factor: int = _p(1, 'encode the reference at exactly 1/factor resolution to cut tokens (2: only buckets whose sides are multiples of 64)', choices=(1, 2), kind=int, seed=False)
     mask_dilation: int = _p(0, 'grow the regenerated region by this many latent tokens', lo=0, hi=16, kind=int, seed=False)
     gradient_checkpointing: str = _p('auto', 'auto (on for CUDA), on or off', choices=('auto', 'on', 'off'), kind=str, seed=False)
     mixed_precision: str = _p('auto', 'auto (bf16 on CUDA, fp32 on CPU), no, bf16 or fp16', choices=('auto', 'no', 'bf16', 'fp16'), kind=str, seed=False)
     optimizer: str = _p('adamw', 'adamw, or adamw8bit (CUDA, needs bitsandbytes)', choices=('adamw', 'adamw8bit'), kind=str, seed=False)
     warmup_steps: int = _p(100, 'linear learning-rate warm-up steps', lo=0, hi=20000, kind=int, seed=False)
     max_grad_norm: float = _p(1.0, 'gradient clipping norm (0: off)', lo=0.0, hi=1e6, kind=float, seed=False)
+    # --- fidelity to Lightricks' trainer (issue 10) ---
+    timestep_sampler: str = _p('shifted_logit_normal_stretched', 'training σ distribution: the stretched shifted logit-normal with a 10% uniform share (Lightricks\' default), the plain shifted logit-normal, or uniform',
+                               choices=('shifted_logit_normal_stretched', 'shifted_logit_normal', 'uniform'), kind=str, seed=False)
+    lora_dtype: str = _p('bf16', 'dtype of the final lora.safetensors (checkpoints stay fp32 for exact resuming)', choices=('bf16', 'fp32'), kind=str, seed=False)
     # caching (issue 16)
     num_workers: int = _p(None, 'processes that decode and fit triplets while latents are cached; default one per spare CPU core (at most 8), 0: in the main process', lo=0, hi=64, kind=int, seed=False)
 
@@ -275,7 +292,7 @@ class Request:
         "(width, height) of the validation bucket."
         return bucket_size(self.validation_resolution, self.validation_aspect_ratio)
 
-# %% ../nbs/00_core.ipynb #0c21056c
+# %% ../nbs/00_core.ipynb #05c02c98
 def _field_rules()->dict:
     return {f.name: f for f in fields(Request)}
 
@@ -326,7 +343,7 @@ def _check_validation(entries:list, problems:list)->list:
         out.append({k: e.get(k, '') for k in VALIDATION_KEYS})
     return out
 
-# %% ../nbs/00_core.ipynb #ccff0e48
+# %% ../nbs/00_core.ipynb #124a96e9
 _URL = re.compile(r'^[a-zA-Z][a-zA-Z0-9+.-]*://')
 
 def is_remote(src:str)->bool:
@@ -348,7 +365,7 @@ def resolve_source(src:str, # a path, file:// URL or http(s):// URL
     if not p.is_absolute() and base_dir is not None: p = Path(base_dir)/p
     return str(p)
 
-# %% ../nbs/00_core.ipynb #930ded52
+# %% ../nbs/00_core.ipynb #565b101d
 def _resolve_paths(r:Request, base_dir, problems:list):
     "Resolve every local media path of `r` against `base_dir`, recording unsupported schemes."
     def res(where, v):
@@ -373,6 +390,20 @@ def _check_local_paths(r:Request, problems:list):
             problems.append(f"{where}: {v} does not exist (check the path; relative paths are resolved against the request file's folder)")
         elif why := source_problem(v, dirs=where == 'training_data_url'): problems.append(f"{where}: {why}")
 
+def _check_reference_factor(r:Request, problems:list):
+    "A downscaled reference needs buckets where its grid is exactly 1/factor of the target's (training and validation)."
+    f = r.reference_downscale_factor
+    if f == 1: return
+    ok = ', '.join(exact_reference_buckets(f))
+    spots = [('resolution', 'aspect_ratio', r.resolution, r.aspect_ratio)]
+    if r.validation: spots.append(('validation_resolution', 'validation_aspect_ratio', r.validation_resolution, r.validation_aspect_ratio))
+    for kr, ka, res, ar in spots:
+        W, H = bucket_size(res, ar)
+        if not exact_reference((W, H), f):
+            problems.append(f"reference_downscale_factor: {f} needs a reference grid exactly 1/{f} of the target's, but the "
+                            f"{kr}/{ka} bucket {res} {ar} ({W}×{H}) would give {W/f:g}×{H/f:g} pixels, off the {VAE_PIXELS}-pixel "
+                            f"grid; use a bucket that works with factor {f} ({ok}) or reference_downscale_factor 1")
+
 def parse_request(params:dict, # the request as a dict (e.g. parsed JSON)
                   base_dir:str|Path|None=None, # folder that relative paths are resolved against
                   overrides:dict|None=None, # values that replace those in `params`
@@ -395,12 +426,13 @@ def parse_request(params:dict, # the request as a dict (e.g. parsed JSON)
     for k in ('number_of_frames', 'validation_number_of_frames'):
         if k in values: values[k] = snap_frames(values[k])
     r = Request(**{k: v for k, v in values.items() if v is not None or k in ('run_dir',)})
+    _check_reference_factor(r, problems)
     _resolve_paths(r, base_dir, problems)
     if check_paths: _check_local_paths(r, problems)
     if problems: raise RequestError(problems)
     return r
 
-# %% ../nbs/00_core.ipynb #4d1f1d3f
+# %% ../nbs/00_core.ipynb #ffc54601
 def load_request(src:str|Path|dict, # a request JSON file, or the request itself
                  overrides:dict|None=None, # values that replace those in the file
                  check_paths:bool=False, # also require local media paths to exist

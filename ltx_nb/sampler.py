@@ -49,7 +49,7 @@ def fit_validation_entry(entry:dict,  # a `Request.validation` item: prompt, vid
                         )->ValidationInput:
     "Fetch and fit one validation entry like a training triplet (the source in the target's role)."
     from ltx_nb.archive import fetch_file
-    from ltx_nb.dataset import reference_size
+    from ltx_nb.dataset import reference_size, model_fps
     from ltx_nb.media import probe_video, clip_frame_indices, fit_geometry, read_clip, ClipTooShort
     from ltx_nb.masks import load_mask
     v = _validation_settings(r)
@@ -80,7 +80,7 @@ def fit_validation_entry(entry:dict,  # a `Request.validation` item: prompt, vid
                     reference_indices=list(map(int, idx['reference'])))
     return ValidationInput(name, read_clip(paths['source'], idx['source'], sfit, infos['source']), white,
                            read_clip(paths['reference'], idx['reference'], rfit, infos['reference']), entry.get('prompt', ''),
-                           float(v.frame_rate), {k: str(p) for k, p in paths.items()}, geometry)
+                           model_fps(infos['source'].fps, v.frame_rate, v.auto_scale_input), {k: str(p) for k, p in paths.items()}, geometry)
 
 # %% ../nbs/09_sampler.ipynb #96f9f078
 def encode_inputs(vae, # an `AutoencoderKLLTX2Video`

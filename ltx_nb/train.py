@@ -14,26 +14,47 @@ from .core import (Request, RequestError, LtxNbError, TRAINING_TYPE, request_has
                          EMBEDDED_MODEL, atomic_path, write_json)
 
 # %% auto #0
-__all__ = ['shift_mu', 'sample_sigma', 'MaskedBatch', 'masked_batch', 'masked_loss', 'step_loss', 'step_generator',
-           'sample_index', 'step_batch', 'default_run_dir', 'read_metrics', 'truncate_metrics', 'save_checkpoint',
-           'latest_checkpoint', 'load_checkpoint', 'precision', 'make_optimizer', 'warmup_schedule', 'RunLog',
-           'peak_memory_mb', 'lora_metadata_for', 'write_config', 'plot_loss', 'TrainingFailed', 'TrainResult', 'train',
+__all__ = ['TIMESTEP_SAMPLERS', 'SIGMA_EPS', 'UNIFORM_SHARE', 'shift_mu', 'stretch_sigma', 'sample_sigma', 'MaskedBatch',
+           'masked_batch', 'masked_loss', 'step_loss', 'step_generator', 'sample_index', 'step_batch',
+           'default_run_dir', 'read_metrics', 'truncate_metrics', 'save_checkpoint', 'latest_checkpoint',
+           'load_checkpoint', 'precision', 'make_optimizer', 'warmup_schedule', 'RunLog', 'peak_memory_mb',
+           'lora_metadata_for', 'write_config', 'plot_loss', 'TrainingFailed', 'TrainResult', 'train',
            'masked_eval_loss', 'learning_check']
 
 # %% ../nbs/08_train.ipynb #2e73e81b
+TIMESTEP_SAMPLERS = ('shifted_logit_normal_stretched', 'shifted_logit_normal', 'uniform')
+SIGMA_EPS, UNIFORM_SHARE = 1e-3, 0.1  # reflection floor and the share of uniform draws of the stretched form
+_Z_LO, _Z_HI = -2.5758, 3.0902        # the standard normal's 0.5th and 99.9th percentiles: the stretch's ends
+
 def shift_mu(n_tokens:int, # noised (target) tokens in the sequence
              lo=(1024, 0.95), hi=(4096, 2.05))->float:
     "Centre of the logit-normal σ distribution for a sequence of `n_tokens`."
     return lo[1] + (hi[1] - lo[1]) * (n_tokens - lo[0]) / (hi[0] - lo[0])
 
+def stretch_sigma(mu:float, # shift_mu of the sequence
+                  z, u, pick, # standard draws (floats or arrays): z ~ N(0, 1); u, pick ~ U(0, 1)
+                 ):
+    "σ of the stretched shifted logit-normal from standard draws: stretched between percentiles, reflected at ε, 10 % uniform."
+    sig = lambda v: 1 / (1 + np.exp(-np.asarray(v, dtype=np.float64)))
+    lo, hi = sig(mu + _Z_LO), sig(mu + _Z_HI)
+    x = (sig(mu + np.asarray(z, dtype=np.float64)) - lo) / (hi - lo)
+    x = np.clip(np.where(x >= SIGMA_EPS, x, 2 * SIGMA_EPS - x), 0.0, 1.0)
+    return np.where(np.asarray(pick) < UNIFORM_SHARE, SIGMA_EPS + (1 - SIGMA_EPS) * np.asarray(u, dtype=np.float64), x)
+
 def sample_sigma(n_tokens:int, # noised tokens
                  generator,    # a torch.Generator: σ is reproducible per step
+                 sampler:str='shifted_logit_normal_stretched', # one of TIMESTEP_SAMPLERS (the request's timestep_sampler)
                 )->float:
-    "One σ ∈ (0, 1) from the shifted logit-normal."
+    "One σ ∈ [0, 1] for a step, from the request's timestep sampler."
     import torch
-    return float(torch.sigmoid(shift_mu(n_tokens) + torch.randn((), generator=generator)))
+    if sampler not in TIMESTEP_SAMPLERS: raise ValueError(f"unknown timestep sampler {sampler!r} (use one of {TIMESTEP_SAMPLERS})")
+    if sampler == 'uniform': return SIGMA_EPS + (1 - SIGMA_EPS) * float(torch.rand((), generator=generator))
+    z = torch.randn((), generator=generator)
+    if sampler == 'shifted_logit_normal': return float(torch.sigmoid(shift_mu(n_tokens) + z))
+    u, pick = torch.rand(2, generator=generator).tolist()
+    return float(stretch_sigma(shift_mu(n_tokens), float(z), u, pick))
 
-# %% ../nbs/08_train.ipynb #5dcf06f5
+# %% ../nbs/08_train.ipynb #936a4bfa
 @dataclass
 class MaskedBatch:
     "Inputs and targets of one masked, reference-guided step (batch of 1)."
@@ -51,12 +72,13 @@ def masked_batch(transformer, # the video transformer (for RoPE)
                  s:dict,      # a cached sample: target, reference, keep, context, mask
                  sigma:float, # noise level of the regenerated tokens
                  noise,       # (N, C) standard normal
-                 fps:float=24.0,
+                 fps:float|None=None, # frame rate the model is told; None: the sample's own (cached `fps`), else 24
                  reference=None, # use these reference latents instead (the mismatched-reference check)
                 )->MaskedBatch:
     "Build the sequence of one step: clean reference, clean kept tokens, noised regenerated tokens."
     import torch
     from ltx_nb.model import pack_latents, sequence_coords
+    if fps is None: fps = float(s['fps']) if 'fps' in s else 24.0
     ref_lat = s['reference'] if reference is None else reference
     x = pack_latents(s['target'])                      # (N, C)
     ref = pack_latents(ref_lat)                        # (Nr, C)
@@ -82,7 +104,7 @@ def step_loss(transformer, b:MaskedBatch, fps:float=24.0, model=None):
     pred = forward_video(model or transformer, b.tokens, b.timesteps, b.sigma, b.coords, b.context, b.context_mask, fps=fps)
     return masked_loss(pred[:, b.n_ref:], b.velocity, b.regen)
 
-# %% ../nbs/08_train.ipynb #86e3c958
+# %% ../nbs/08_train.ipynb #ce6febf6
 def step_generator(seed:int, step:int, rank:int=0):
     "A torch CPU generator for one step of one process."
     import torch
@@ -100,11 +122,12 @@ def step_batch(transformer, samples:list[dict], r:Request, step:int, rank:int=0,
     g = step_generator(r.seed, step, rank)
     s = samples[sample_index(len(samples), r.seed, step, rank, world)]
     n_tok = int(s['keep'].numel())
-    sigma = sample_sigma(n_tok, g)
+    sigma = sample_sigma(n_tok, g, r.timestep_sampler)
     noise = torch.randn(n_tok, s['target'].shape[0], generator=g).to(device)
-    return masked_batch(transformer, s, sigma, noise, r.frame_rate), sigma
+    fps = float(s['fps']) if 'fps' in s else float(r.frame_rate)  # the clip's rate (`dataset.model_fps`), cached with it
+    return masked_batch(transformer, s, sigma, noise, fps), sigma
 
-# %% ../nbs/08_train.ipynb #ce6febf6
+# %% ../nbs/08_train.ipynb #fd94d458
 def default_run_dir(r:Request, root:str|Path='outputs')->Path:
     "outputs/<request hash>: the same request always lands in (and resumes) the same folder."
     return Path(root)/f'run-{request_hash(r)}'
@@ -123,7 +146,7 @@ def truncate_metrics(run_dir:str|Path, step:int):
     rows = [m for m in read_metrics(run_dir) if m.get('step', 0) <= step]
     with atomic_path(Path(run_dir)/'metrics.jsonl') as t: t.write_text(''.join(json.dumps(m) + '\n' for m in rows))
 
-# %% ../nbs/08_train.ipynb #a3c13424
+# %% ../nbs/08_train.ipynb #ac899e20
 def save_checkpoint(run_dir:Path, step:int, transformer, optimizer, scheduler, meta:dict, keep:int=2)->Path:
     "Write checkpoint `step` atomically and point `checkpoints/latest.json` at it."
     import torch
@@ -157,7 +180,7 @@ def load_checkpoint(ck:Path, transformer, optimizer, scheduler)->int:
     torch.set_rng_state(st['torch_rng'])
     return int(st['step'])
 
-# %% ../nbs/08_train.ipynb #1826a61e
+# %% ../nbs/08_train.ipynb #42035af0
 def precision(r:Request, device:str)->tuple[str,bool]:
     "(mixed precision for accelerate, gradient checkpointing on?) for the request on `device`."
     from ltx_nb.model import mixed_precision_for
@@ -179,7 +202,7 @@ def warmup_schedule(optimizer, warmup:int):
     import torch
     return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min(1.0, (s + 1) / (warmup + 1)))
 
-# %% ../nbs/08_train.ipynb #55da58ea
+# %% ../nbs/08_train.ipynb #26f36b4c
 class RunLog:
     "metrics.jsonl and progress.json of a run (written by the main process only)."
     def __init__(self, run_dir:Path, total:int, enabled:bool=True):
@@ -203,7 +226,7 @@ def peak_memory_mb(device:str)->float:
     import resource
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
-# %% ../nbs/08_train.ipynb #2bae1630
+# %% ../nbs/08_train.ipynb #0328ba26
 def lora_metadata_for(r:Request)->dict:
     "Metadata stored in the LoRA file, read by our sampler and shown by LoRA managers."
     from ltx_nb.model import resolve_model
@@ -235,7 +258,7 @@ def plot_loss(run_dir:Path, out:str='loss.png')->Path|None:
     plt.close(fig)
     return Path(run_dir)/out
 
-# %% ../nbs/08_train.ipynb #8248e359
+# %% ../nbs/08_train.ipynb #507eefff
 class TrainingFailed(LtxNbError):
     "Training stopped (non-finite loss); the last good checkpoint is kept."
 
@@ -410,16 +433,16 @@ def train(r:Request|dict|str, # a request, its dict, or a request JSON path
     lora = None
     if main:
         save_checkpoint(run_dir, total, tr, opt, sched, meta)
-        lora = save_lora(tr, run_dir/'lora.safetensors', meta)
+        lora = save_lora(tr, run_dir/'lora.safetensors', meta, dtype=r.lora_dtype)  # checkpoints above stay fp32
         plot_loss(run_dir)
         log.update(status='completed', step=total, loss=loss_v, eta_s=0, summary=summary,
                    last_checkpoint=f'step-{total:06d}')
     acc.wait_for_everyone()
     return TrainResult(run_dir, lora or run_dir/'lora.safetensors', 'completed', total, loss_v, summary)
 
-# %% ../nbs/08_train.ipynb #2872676c
+# %% ../nbs/08_train.ipynb #7be3bd59
 def masked_eval_loss(transformer, samples:list[dict], seed:int=0, sigmas=(0.3, 0.6, 0.9), mismatched:bool=False,
-                     fps:float=24.0)->float:
+                     fps:float|None=None)->float:
     "Mean masked loss over samples × σ with fixed noise; `mismatched` gives each sample the next one's reference."
     import torch
     out = []
@@ -429,7 +452,7 @@ def masked_eval_loss(transformer, samples:list[dict], seed:int=0, sigmas=(0.3, 0
                 g = step_generator(seed, 10**7 + i * len(sigmas) + j)
                 noise = torch.randn(int(s['keep'].numel()), s['target'].shape[0], generator=g).to(s['target'].device)
                 ref = samples[(i + 1) % len(samples)]['reference'] if mismatched else None
-                out.append(float(step_loss(transformer, masked_batch(transformer, s, sg, noise, fps, ref), fps)))
+                out.append(float(step_loss(transformer, masked_batch(transformer, s, sg, noise, fps, ref))))
     return float(np.mean(out))
 
 def learning_check(run_dir:str|Path, # a completed run
@@ -444,9 +467,9 @@ def learning_check(run_dir:str|Path, # a completed run
     from ltx_nb.dataset import check_dataset
     samples = [c.load() for c in cache_dataset(check_dataset(r, progress=False), r, progress=False)]
     tr = add_lora(load_transformer(r.model).requires_grad_(False), r.rank).eval()
-    untrained = masked_eval_loss(tr, samples, seed, fps=r.frame_rate)
+    untrained = masked_eval_loss(tr, samples, seed)
     set_lora_state(tr, load_lora_state(run_dir/'lora.safetensors'))
-    trained = masked_eval_loss(tr, samples, seed, fps=r.frame_rate)
-    mismatched = masked_eval_loss(tr, samples, seed, mismatched=True, fps=r.frame_rate)
+    trained = masked_eval_loss(tr, samples, seed)
+    mismatched = masked_eval_loss(tr, samples, seed, mismatched=True)
     return dict(untrained=untrained, trained=trained, mismatched=mismatched,
                 trained_vs_untrained=trained / untrained, trained_vs_mismatched=trained / mismatched)

@@ -13,6 +13,7 @@ from ltx_nb.samples import triplet_files
 ROOT = Path(__file__).resolve().parents[1]
 EXE = Path(sys.executable).parent/'ltx-nb'
 SMALL = ['--number-of-frames', '9', '--resolution', 'low', '--aspect-ratio', '16:9', '--quiet']
+SQUARE = ['--number-of-frames', '9', '--resolution', 'low', '--aspect-ratio', '1:1', '--quiet']  # a half-size reference is exact here
 
 @functools.cache
 def _wired()->bool:
@@ -58,18 +59,18 @@ def test_npz_is_exact_and_matches_the_sampler(triplets, lora, tmp_path):
     prompt = 'replace the panel with stripes'
     out = tmp_path/'out.npz'
     r = sample('--model', EMBEDDED_MODEL, '--lora', lora, '--video', piece(triplets, 1, 'end'), '--mask', piece(triplets, 1, 'mask'),
-               '--reference', piece(triplets, 1, 'start'), '--prompt', prompt, '--steps', '1', '--seed', '7', *SMALL, '--out', out)
+               '--reference', piece(triplets, 1, 'start'), '--prompt', prompt, '--steps', '1', '--seed', '7', *SQUARE, '--out', out)
     assert r.returncode == 0, r.stderr[-3000:]
     assert out.name in r.stdout
     got = np.load(out)
     frames, white = got['frames'], got['white']
     # the same request in-process; the reference factor (2) comes from the LoRA's metadata
     req = parse_request(dict(training_data_url=str(triplets), model=EMBEDDED_MODEL, validation_number_of_frames=9,
-        validation_resolution='low', validation_aspect_ratio='16:9', reference_downscale_factor=2,
+        validation_resolution='low', validation_aspect_ratio='1:1', reference_downscale_factor=2,
         validation=[dict(prompt=prompt, video_url=str(piece(triplets, 1, 'end')), mask_url=str(piece(triplets, 1, 'mask')),
                          reference_video_url=str(piece(triplets, 1, 'start')))]))
     inp = fit_validation_entry(req.validation[0], req)
-    assert frames.shape == inp.source.shape == (9, 288, 512, 3) and inp.reference.shape == (9, 160, 256, 3)
+    assert frames.shape == inp.source.shape == (9, 512, 512, 3) and inp.reference.shape == (9, 256, 256, 3)
     assert np.array_equal(white, inp.white) and 0 < white.mean() < 1
     assert np.array_equal(frames[~white], inp.source[~white])               # kept pixels: exactly the source
     assert not np.array_equal(frames[white], inp.source[white])
