@@ -213,7 +213,7 @@ def write_json(path:str|Path, obj)->Path:
     with atomic_path(path) as t: t.write_text(json.dumps(obj, indent=2, default=str, ensure_ascii=False))
     return Path(path)
 
-# %% ../nbs/00_core.ipynb #941f1318
+# %% ../nbs/00_core.ipynb #5785351a
 DEFAULT_MODEL = 'diffusers/LTX-2.3-Diffusers'
 EMBEDDED_MODEL = 'embedded:tiny'  # the tiny random LTX-2.3 built offline by `ltx_nb.model`
 TRAINING_TYPE = 'v2v-masked'
@@ -292,7 +292,7 @@ class Request:
         "(width, height) of the validation bucket."
         return bucket_size(self.validation_resolution, self.validation_aspect_ratio)
 
-# %% ../nbs/00_core.ipynb #05c02c98
+# %% ../nbs/00_core.ipynb #d714aae8
 def _field_rules()->dict:
     return {f.name: f for f in fields(Request)}
 
