@@ -14,11 +14,11 @@ from typing import Any
 # %% auto #0
 __all__ = ['VAE_FRAMES', 'VAE_PIXELS', 'RESOLUTIONS', 'ASPECT_RATIOS', 'VIDEO_EXTS', 'IMAGE_EXTS', 'MAX_JSON_BYTES', 'QUIET_ENV',
            'DEFAULT_MODEL', 'EMBEDDED_MODEL', 'TRAINING_TYPE', 'DEFAULT_NEGATIVE_PROMPT', 'VALIDATION_KEYS',
-           'SCENE_SPLIT_REFUSAL', 'LtxNbError', 'RequestError', 'snap_frames', 'latent_frames', 'latent_grid',
-           'pixel_frame_span', 'bucket_size', 'exact_reference', 'exact_reference_buckets', 'media_kind', 'cache_dir',
-           'source_problem', 'check_regular_file', 'os_error_message', 'load_json', 'show_progress', 'atomic_path',
-           'write_json', 'Request', 'is_remote', 'resolve_source', 'parse_request', 'load_request', 'parse_override',
-           'request_hash']
+           'SCENE_SPLIT_REFUSAL', 'VRAM_PRESETS', 'LtxNbError', 'RequestError', 'snap_frames', 'latent_frames',
+           'latent_grid', 'pixel_frame_span', 'bucket_size', 'exact_reference', 'exact_reference_buckets', 'media_kind',
+           'cache_dir', 'source_problem', 'check_regular_file', 'os_error_message', 'load_json', 'show_progress',
+           'atomic_path', 'write_json', 'Request', 'is_remote', 'resolve_source', 'parse_request', 'load_request',
+           'parse_override', 'request_hash']
 
 # %% ../nbs/00_core.ipynb #4f2d1e0c
 class LtxNbError(Exception):
@@ -75,7 +75,7 @@ def bucket_size(resolution:str='medium', # low, medium or high
     try: return RESOLUTIONS[resolution][aspect_ratio]
     except KeyError: raise ValueError(f"no bucket for resolution {resolution!r} and aspect ratio {aspect_ratio!r}") from None
 
-# %% ../nbs/00_core.ipynb #c511f897
+# %% ../nbs/00_core.ipynb #ac1e8e31
 def exact_reference(size:tuple[int,int], # target bucket (width, height) in pixels
                     factor:int=1,        # reference_downscale_factor
                    )->bool:
@@ -87,7 +87,7 @@ def exact_reference_buckets(factor:int=1 # reference_downscale_factor
     "The 'resolution aspect_ratio' buckets whose reference grid at `factor` is exact."
     return [f'{res} {ar}' for res, d in RESOLUTIONS.items() for ar, size in d.items() if exact_reference(size, factor)]
 
-# %% ../nbs/00_core.ipynb #f05e4832
+# %% ../nbs/00_core.ipynb #c511f897
 VIDEO_EXTS = ('.mp4', '.mov', '.webm', '.mkv', '.avi')
 IMAGE_EXTS = ('.png', '.jpg', '.jpeg', '.bmp', '.webp')
 
@@ -106,7 +106,7 @@ def cache_dir(*parts:str # sub-folders below the cache root
     p.mkdir(parents=True, exist_ok=True)
     return p
 
-# %% ../nbs/00_core.ipynb #941f1318
+# %% ../nbs/00_core.ipynb #a9920ac4
 import stat as _stat
 
 _SPECIAL = ((_stat.S_ISCHR, 'a character device'), (_stat.S_ISBLK, 'a block device'),
@@ -137,7 +137,7 @@ def check_regular_file(path:str|Path, # the path to check
     if why := source_problem(path, dirs): raise RequestError([f"{where}: {why}"])
     return Path(path)
 
-# %% ../nbs/00_core.ipynb #b971d378
+# %% ../nbs/00_core.ipynb #ec9cea46
 import errno as _errno
 
 _OS_FIXES = {_errno.ENOENT: 'check the path', _errno.EACCES: 'check its permissions', _errno.EPERM: 'check its permissions',
@@ -153,7 +153,7 @@ def os_error_message(e:OSError # an error from the operating system
     where = ' -> '.join(str(f) for f in (e.filename, e.filename2) if f is not None) or 'a file'
     return f"{where}: {e.strerror or e}; {_OS_FIXES.get(e.errno, 'check the path and try again')}"
 
-# %% ../nbs/00_core.ipynb #a61aeff8
+# %% ../nbs/00_core.ipynb #3f8ee982
 MAX_JSON_BYTES = 4 * 2**20  # a request is a few KiB; run files (progress, config) stay far below this
 
 def _no_constant(name:str):
@@ -176,7 +176,7 @@ def load_json(path:str|Path, # a JSON file
     except RecursionError: raise fail("nested too deeply to be read (a forged file?)") from None
     except ValueError as e: raise fail(f"not sane JSON ({str(e)[:120]})") from None
 
-# %% ../nbs/00_core.ipynb #b1f364d6
+# %% ../nbs/00_core.ipynb #a61aeff8
 QUIET_ENV = 'LTX_NB_QUIET'  # set (to anything but '' or '0') to turn every progress bar off
 
 def show_progress(want:bool=True # the caller's own wish (e.g. not --quiet)
@@ -189,7 +189,7 @@ def show_progress(want:bool=True # the caller's own wish (e.g. not --quiet)
     except (AttributeError, ValueError): pass
     return 'ipykernel' in sys.modules  # a notebook draws widgets, not terminal escapes
 
-# %% ../nbs/00_core.ipynb #a9920ac4
+# %% ../nbs/00_core.ipynb #b1f364d6
 from contextlib import contextmanager
 
 @contextmanager
@@ -213,7 +213,7 @@ def write_json(path:str|Path, obj)->Path:
     with atomic_path(path) as t: t.write_text(json.dumps(obj, indent=2, default=str, ensure_ascii=False))
     return Path(path)
 
-# %% ../nbs/00_core.ipynb #5785351a
+# %% ../nbs/00_core.ipynb #8593d9cb
 DEFAULT_MODEL = 'diffusers/LTX-2.3-Diffusers'
 EMBEDDED_MODEL = 'embedded:tiny'  # the tiny random LTX-2.3 built offline by `ltx_nb.model`
 TRAINING_TYPE = 'v2v-masked'
@@ -224,6 +224,8 @@ DEFAULT_NEGATIVE_PROMPT = ('worst quality, low quality, blurry, out of focus, ji
 VALIDATION_KEYS = ('prompt', 'video_url', 'mask_url', 'reference_video_url')
 SCENE_SPLIT_REFUSAL = ('split_input_into_scenes: true is not supported for masked video-to-video: cutting scenes '
     'independently would desync the reference, target and mask of a triplet; provide pre-split clips and set it to false')
+
+VRAM_PRESETS = ('auto', '24', '32', '48', '80')  # GB; the knobs of each live in `ltx_nb.memory.PRESETS`
 
 def _p(default, doc, *, choices=None, lo=None, hi=None, kind=None, seed=True, required=False):
     "A request field with its rule in the metadata."
@@ -277,6 +279,12 @@ class Request:
     lora_dtype: str = _p('bf16', 'dtype of the final lora.safetensors (checkpoints stay fp32 for exact resuming)', choices=('bf16', 'fp32'), kind=str, seed=False)
     # caching (issue 16)
     num_workers: int = _p(None, 'processes that decode and fit triplets while latents are cached; default one per spare CPU core (at most 8), 0: in the main process', lo=0, hi=64, kind=int, seed=False)
+    # memory knobs (issue 11): `ltx_nb.memory` turns a preset into these and applies them; 'auto' = the preset's
+    vram: str = _p('auto', "memory preset for a card of 24, 32, 48 or 80 GB; auto: from the card's free memory (no preset on the CPU)", choices=VRAM_PRESETS, kind=str, seed=False)
+    base_precision: str = _p('auto', 'storage of the frozen transformer: bf16, fp8 (layerwise casting), int8 or nf4 (bitsandbytes); auto: the preset\'s, else the compute dtype', choices=('auto', 'bf16', 'fp8', 'int8', 'nf4'), kind=str, seed=False)
+    offload: str = _p('auto', 'none, or blocks: transformer blocks wait in pinned CPU memory (CUDA only); auto: the preset\'s, else none', choices=('auto', 'none', 'blocks'), kind=str, seed=False)
+    text_encoder_precision: str = _p('auto', 'Gemma 3 weights: bf16, int8 or nf4 (bitsandbytes); auto: the preset\'s, else the compute dtype', choices=('auto', 'bf16', 'int8', 'nf4'), kind=str, seed=False)
+    text_encoder_offload: str = _p('auto', 'on: encode captions on the CPU (once per caption, cached); auto: the preset\'s, else off', choices=('auto', 'on', 'off'), kind=str, seed=False)
 
     def to_dict(self)->dict:
         "Every parameter, JSON-ready."
@@ -292,7 +300,7 @@ class Request:
         "(width, height) of the validation bucket."
         return bucket_size(self.validation_resolution, self.validation_aspect_ratio)
 
-# %% ../nbs/00_core.ipynb #d714aae8
+# %% ../nbs/00_core.ipynb #0c21056c
 def _field_rules()->dict:
     return {f.name: f for f in fields(Request)}
 
@@ -343,7 +351,7 @@ def _check_validation(entries:list, problems:list)->list:
         out.append({k: e.get(k, '') for k in VALIDATION_KEYS})
     return out
 
-# %% ../nbs/00_core.ipynb #124a96e9
+# %% ../nbs/00_core.ipynb #ccff0e48
 _URL = re.compile(r'^[a-zA-Z][a-zA-Z0-9+.-]*://')
 
 def is_remote(src:str)->bool:
@@ -412,6 +420,7 @@ def parse_request(params:dict, # the request as a dict (e.g. parsed JSON)
     "Validate `params` against the seed's rules and return a `Request`; raises `RequestError` listing every problem."
     if not isinstance(params, dict): raise RequestError([f"the request must be a JSON object, got {type(params).__name__}"])
     params = {**params, **(overrides or {})}
+    if type(params.get('vram')) is int: params['vram'] = str(params['vram'])  # `"vram": 24` reads as the preset '24'
     rules, problems, values = _field_rules(), [], {}
     for k in params:
         if k not in rules: problems.append(f"{k}: unknown parameter{_closest(k, rules)}")
@@ -432,7 +441,7 @@ def parse_request(params:dict, # the request as a dict (e.g. parsed JSON)
     if problems: raise RequestError(problems)
     return r
 
-# %% ../nbs/00_core.ipynb #ffc54601
+# %% ../nbs/00_core.ipynb #4d1f1d3f
 def load_request(src:str|Path|dict, # a request JSON file, or the request itself
                  overrides:dict|None=None, # values that replace those in the file
                  check_paths:bool=False, # also require local media paths to exist
