@@ -427,7 +427,7 @@ def fit_validation_entry(entry:dict,  # a `Request.validation` item: prompt, vid
                            read_clip(paths['reference'], idx['reference'], rfit, infos['reference']), entry.get('prompt', ''),
                            model_fps(infos['source'].fps, fit.fps, fit.auto_scale_input), {k: str(p) for k, p in paths.items()}, geometry)
 
-# %% ../nbs/04_dataset.ipynb #155e9e77
+# %% ../nbs/04_dataset.ipynb #d8ab18b3
 def fit_validation_entries(r:Request, # a validated request
                            workdir:str|Path|None=None, # where URLs are downloaded
                           )->list[ValidationInput]:
