@@ -306,7 +306,9 @@ def prepare_data(st:TrainState, report, progress:bool=True):
     report.raise_for_status()
     with acc.main_process_first():
         if main and r.debug_dataset: write_debug_dataset(report, r, st.run_dir/DEBUG_ARCHIVE, progress=progress)
-        cached = cache_dataset(report, r, device=acc.device, progress=progress and main)
+        def caching(done, total, fps):  # caching progress in progress.json: n/N triplets, frames/s, ETA
+            if st.log is not None: st.log.update(caching=dict(done=done, total=total, frames_per_s=fps))
+        cached = cache_dataset(report, r, device=acc.device, progress=progress and main, on_item=caching if main else None)
         if r.validation:
             from ltx_nb.validation import validation_prompts
             encode_prompts(validation_prompts(r), r.model, device=acc.device, text_encoder=r.text_encoder)
