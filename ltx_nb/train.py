@@ -441,11 +441,11 @@ def sigma_bucket_losses(losses, sigmas)->dict:
     return {f'loss_sigma_{name}': float(l[m].mean()) for name, lo, hi in SIGMA_BUCKETS
             if (m := (s >= lo) & ((s < hi) | (hi == 1.0))).any()}
 
-def log_step(st:TrainState, losses, b:MaskedBatch, sigmas:list, dt:float):
+def log_step(st:TrainState, losses, tokens:int, sigmas:list, dt:float):
     "The step's metrics line (loss, mean σ, per-σ-bucket losses, lr, speed) and progress bar."
     st.loss = float(losses.mean())
     st.ema = dt if st.ema is None else 0.9 * st.ema + 0.1 * dt
-    st.tokens_per_step = int(b.tokens.shape[0] * b.tokens.shape[1]) * st.r.gradient_accumulation_steps * st.world
+    st.tokens_per_step = tokens * st.world  # sequence tokens of every item of every micro-step
     st.log.metric(step=st.step, loss=st.loss, sigma=float(np.mean(sigmas)), lr=st.scheduler.get_last_lr()[0],
                   s_per_step=dt, tokens=st.tokens_per_step, **sigma_bucket_losses(losses.cpu(), sigmas))
     if st.bar is not None: st.bar.update(1); st.bar.set_postfix(loss=f'{st.loss:.4f}', s_step=f'{st.ema:.2f}')
@@ -476,12 +476,13 @@ def train_step(st:TrainState, mark=None)->float:
     "Update `st.step`: each micro-step's batch, forward, loss check and backward, then the gradient update and metrics."
     import torch
     mark = mark or (lambda name: None)
-    t0, step, losses, sigmas = time.perf_counter(), st.step, [], []
+    t0, step, losses, sigmas, tokens = time.perf_counter(), st.step, [], [], 0
     for m in range(st.r.gradient_accumulation_steps):
-        b, ls, sg = micro_step(st, step, m, mark); losses.append(ls); sigmas += sg
+        b, ls, sg = micro_step(st, step, m, mark)
+        losses.append(ls); sigmas += sg; tokens += int(b.tokens.shape[0] * b.tokens.shape[1])
     apply_gradients(st); mark('clip+AdamW')
     st.step = step + 1
-    log_step(st, torch.cat(losses), b, sigmas, time.perf_counter() - t0); mark('logging')
+    log_step(st, torch.cat(losses), tokens, sigmas, time.perf_counter() - t0); mark('logging')
     return st.loss
 
 # %% ../nbs/08_train.ipynb #cb588db2
