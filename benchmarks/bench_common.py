@@ -22,7 +22,9 @@ CONTEXT_TOKENS = 1024  # the pipelines' text length after the connectors (regist
 
 
 def build_transformer(size:dict, # REAL, CPU, QUICK or any layers/heads override of them
-                      device='cpu', dtype=None, seed:int=0):
+                      device='cpu', dtype=None, seed:int=0,
+                      video_only:bool=False, # the audio branch stubbed, as `ltx_nb.model.load_transformer` loads it
+                     ):
     "A random `LTX2VideoTransformer3DModel` of `size` with 2.3's flags, created directly on `device` in `dtype`."
     import torch
     from diffusers import LTX2VideoTransformer3DModel
@@ -31,6 +33,18 @@ def build_transformer(size:dict, # REAL, CPU, QUICK or any layers/heads override
     audio_inner = size['audio_num_attention_heads'] * size['audio_attention_head_dim']
     cfg = dict(in_channels=LATENT_CHANNELS, out_channels=LATENT_CHANNELS, cross_attention_dim=inner,
                audio_cross_attention_dim=audio_inner, **size, **LTX23_FLAGS)
+    if video_only:  # the loader's path: meta device, stubs, then only the video weights are materialised (random here)
+        from ltx_nb.model import strip_audio
+        old = torch.get_default_dtype()
+        torch.set_default_dtype(dtype)
+        try:
+            with torch.device('meta'): m = LTX2VideoTransformer3DModel.from_config(cfg)
+        finally: torch.set_default_dtype(old)
+        m = strip_audio(m, dtype, device).to_empty(device=device)
+        g = torch.Generator(device).manual_seed(seed)
+        with torch.no_grad():
+            for p in m.parameters(): p.normal_(0, 0.02, generator=g)
+        return m
     old = torch.get_default_dtype()
     torch.manual_seed(seed)
     torch.set_default_dtype(dtype)  # the real size only fits on one GPU if it is never materialised in fp32

@@ -1,10 +1,12 @@
-"""GPU step at LTX-2.3's real size: the full transformer (real config, random weights, bf16), a LoRA of rank 32,
+"""GPU step at LTX-2.3's real size: the video-only transformer as `train` loads it (real config, random weights, bf16;
+`--full-audio` for the whole audio-video model, the "before" of issue 17), a LoRA of rank 32,
 one masked v2v training step as `train` runs it on CUDA (bf16 autocast, gradient checkpointing, fused AdamW) at
 medium 768×448×89 and 768×768×89 with the reference at full and at half size: s/step, peak GPU memory, tokens/s,
 model-FLOPs utilisation against the card's peak, and what a step costs at a GPU-hour price next to the hosted
 trainer's $0.0055 and peers' published 4.1 s / 8.9 s per step. Without CUDA it prints "skipped: no CUDA" and exits 0.
 
-    python benchmarks/gpu_step.py                       # needs about 60 GB of GPU memory (19 B parameters in bf16)
+    python benchmarks/gpu_step.py                       # needs about 50 GB of GPU memory (13.1 B parameters in bf16)
+    python benchmarks/gpu_step.py --full-audio          # the audio branch loaded too (19.0 B): peak memory and s/step before
     python benchmarks/gpu_step.py --usd-per-hour 3.00   # another price
     python benchmarks/gpu_step.py --quick               # 2 real-width layers, tiny sequences (a smoke test)
     python benchmarks/gpu_step.py --quick --device cpu  # the same code path on the CPU, to catch shape errors
@@ -31,6 +33,7 @@ def main(argv=None)->int:
     ap.add_argument('--frames', type=int, default=None, help='pixel frames (default 89; 9 with --quick)')
     ap.add_argument('--reps', type=int, default=None, help='timed turns of each case (default 3; 1 with --quick)')
     ap.add_argument('--usd-per-hour', type=float, default=2.50, help='GPU-hour price for the cost column (default $2.50, an H100)')
+    ap.add_argument('--full-audio', action='store_true', help='load the audio branch too (the model before issue 17)')
     ap.add_argument('--peak-tflops', type=float, default=None, help="the card's dense bf16 peak, if not in PEAK_TFLOPS")
     a = ap.parse_args(argv)
     import torch
@@ -50,7 +53,7 @@ def main(argv=None)->int:
     name = torch.cuda.get_device_name(a.device) if cuda else 'CPU'
     peak = a.peak_tflops or (peak_tflops(name) if cuda else None)
     dtype = torch.bfloat16 if cuda else torch.float32  # CPUs without bf16 units crawl in bf16
-    tr = build_transformer(size, a.device, dtype)
+    tr = build_transformer(size, a.device, dtype, video_only=not a.full_audio)
     n_params = sum(p.numel() for p in tr.parameters())
     samples, peaks, flops = {}, {}, {}
     with tempfile.TemporaryDirectory() as run_dir:  # train's CUDA defaults: bf16 autocast, checkpointing on, fused AdamW
@@ -80,7 +83,7 @@ def main(argv=None)->int:
                      'hosted $ / ours': HOSTED_USD_PER_STEP / cost_per_step(s, a.usd_per_hour)})
     rows.append({'case': 'hosted trainer', f'$/step at ${a.usd_per_hour:.2f}/h': HOSTED_USD_PER_STEP, 'hosted $ / ours': 1.0})
     print(f"## One masked v2v LoRA step at LTX-2.3's real width — {size['num_layers']} layers ({n_params / 1e9:.2f} B "
-          f"parameters, {'bf16' if cuda else 'fp32'}), LoRA r32, {'bf16 autocast, ' if cuda else ''}gradient checkpointing, "
+          f"parameters, {'bf16' if cuda else 'fp32'}, audio branch {'loaded' if a.full_audio else 'not loaded'}), LoRA r32, {'bf16 autocast, ' if cuda else ''}gradient checkpointing, "
           f"{'fused ' if cuda else ''}AdamW; {name} "
           f"(peak {peak or '?'} TFLOP/s); median of {reps} interleaved turns\n")
     print(markdown_table(rows))

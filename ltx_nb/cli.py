@@ -108,6 +108,8 @@ def build_parser()->argparse.ArgumentParser:
     c.set_defaults(func=cmd_check)
     from ltx_nb.sampler import add_sample_parser
     add_sample_parser(sub)
+    from ltx_nb.memory import add_plan_parser
+    add_plan_parser(sub)
     c = sub.add_parser('runs', help='the training history: every run directory with its status')
     c.add_argument('dir', nargs='?', default='outputs', help='folder of run directories (default: outputs/)')
     c.add_argument('--json', action='store_true', help='print JSON')

@@ -14,10 +14,11 @@ from typing import Any
 # %% auto #0
 __all__ = ['VAE_FRAMES', 'VAE_PIXELS', 'RESOLUTIONS', 'ASPECT_RATIOS', 'VIDEO_EXTS', 'IMAGE_EXTS', 'MAX_JSON_BYTES', 'QUIET_ENV',
            'DEFAULT_MODEL', 'EMBEDDED_MODEL', 'TRAINING_TYPE', 'DEFAULT_NEGATIVE_PROMPT', 'VALIDATION_KEYS',
-           'SCENE_SPLIT_REFUSAL', 'FEATURE_FIELDS', 'LtxNbError', 'RequestError', 'snap_frames', 'latent_frames',
-           'latent_grid', 'pixel_frame_span', 'bucket_size', 'media_kind', 'cache_dir', 'source_problem',
-           'check_regular_file', 'os_error_message', 'load_json', 'show_progress', 'atomic_path', 'write_json',
-           'Request', 'is_remote', 'resolve_source', 'parse_request', 'load_request', 'parse_override', 'request_hash']
+           'SCENE_SPLIT_REFUSAL', 'VRAM_PRESETS', 'FEATURE_FIELDS', 'LtxNbError', 'RequestError', 'snap_frames',
+           'latent_frames', 'latent_grid', 'pixel_frame_span', 'bucket_size', 'media_kind', 'cache_dir',
+           'source_problem', 'check_regular_file', 'os_error_message', 'load_json', 'show_progress', 'atomic_path',
+           'write_json', 'Request', 'is_remote', 'resolve_source', 'parse_request', 'load_request', 'parse_override',
+           'request_hash']
 
 # %% ../nbs/00_core.ipynb #4f2d1e0c
 class LtxNbError(Exception):
@@ -212,6 +213,8 @@ VALIDATION_KEYS = ('prompt', 'video_url', 'mask_url', 'reference_video_url')
 SCENE_SPLIT_REFUSAL = ('split_input_into_scenes: true is not supported for masked video-to-video: cutting scenes '
     'independently would desync the reference, target and mask of a triplet; provide pre-split clips and set it to false')
 
+VRAM_PRESETS = ('auto', '24', '32', '48', '80')  # GB; the knobs of each live in `ltx_nb.memory.PRESETS`
+
 def _p(default, doc, *, choices=None, lo=None, hi=None, kind=None, seed=True, required=False):
     "A request field with its rule in the metadata."
     meta = dict(doc=doc, choices=choices, lo=lo, hi=hi, kind=kind, seed=seed, required=required)
@@ -258,6 +261,12 @@ class Request:
     optimizer: str = _p('adamw', 'adamw, or adamw8bit (CUDA, needs bitsandbytes)', choices=('adamw', 'adamw8bit'), kind=str, seed=False)
     warmup_steps: int = _p(100, 'linear learning-rate warm-up steps', lo=0, hi=20000, kind=int, seed=False)
     max_grad_norm: float = _p(1.0, 'gradient clipping norm (0: off)', lo=0.0, hi=1e6, kind=float, seed=False)
+    # memory knobs (issue 11): `ltx_nb.memory` turns a preset into these and applies them; 'auto' = the preset's
+    vram: str = _p('auto', "memory preset for a card of 24, 32, 48 or 80 GB; auto: from the card's free memory (no preset on the CPU)", choices=VRAM_PRESETS, kind=str, seed=False)
+    base_precision: str = _p('auto', 'storage of the frozen transformer: bf16, fp8 (layerwise casting), int8 or nf4 (bitsandbytes); auto: the preset\'s, else the compute dtype', choices=('auto', 'bf16', 'fp8', 'int8', 'nf4'), kind=str, seed=False)
+    offload: str = _p('auto', 'none, or blocks: transformer blocks wait in pinned CPU memory (CUDA only); auto: the preset\'s, else none', choices=('auto', 'none', 'blocks'), kind=str, seed=False)
+    text_encoder_precision: str = _p('auto', 'Gemma 3 weights: bf16, int8 or nf4 (bitsandbytes); auto: the preset\'s, else the compute dtype', choices=('auto', 'bf16', 'int8', 'nf4'), kind=str, seed=False)
+    text_encoder_offload: str = _p('auto', 'on: encode captions on the CPU (once per caption, cached); auto: the preset\'s, else off', choices=('auto', 'on', 'off'), kind=str, seed=False)
     # --- training features (issue 11 part 3: batches, schedules, dropouts, compile, LoRA alpha/dropout) ---
     batch_size: int = _p(1, 'clips of the bucket stacked per micro-step (loss normalised per sample, then averaged)', lo=1, hi=64, kind=int, seed=False)
     gradient_accumulation_steps: int = _p(1, 'micro-steps summed into one optimizer update (a step = one update)', lo=1, hi=256, kind=int, seed=False)
@@ -390,6 +399,7 @@ def parse_request(params:dict, # the request as a dict (e.g. parsed JSON)
     "Validate `params` against the seed's rules and return a `Request`; raises `RequestError` listing every problem."
     if not isinstance(params, dict): raise RequestError([f"the request must be a JSON object, got {type(params).__name__}"])
     params = {**params, **(overrides or {})}
+    if type(params.get('vram')) is int: params['vram'] = str(params['vram'])  # `"vram": 24` reads as the preset '24'
     rules, problems, values = _field_rules(), [], {}
     for k in params:
         if k not in rules: problems.append(f"{k}: unknown parameter{_closest(k, rules)}")

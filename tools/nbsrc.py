@@ -31,7 +31,7 @@ def to_nb(src, dst):
             cells.append(cur); continue
         if cur is None: continue
         cur['lines'].append(line)
-    nb_cells = []
+    nb_cells, kept = [], set()
     for i, c in enumerate(cells):
         lines = c['lines']
         while lines and not lines[-1].strip(): lines.pop()
@@ -43,11 +43,11 @@ def to_nb(src, dst):
         if c['kind'] == 'code':
             prev = old.pop(text, None)
             cell.update(execution_count=prev.get('execution_count') if prev else None, outputs=prev['outputs'] if prev else [])
-            if prev and prev.get('id'): cell['id'] = prev['id']
+            if prev and prev.get('id'): cell['id'], kept = prev['id'], kept | {len(nb_cells)}
         nb_cells.append(cell)
-    used = {c['id'] for c in nb_cells if c.get('execution_count') is not None or c.get('outputs')}
+    used = {nb_cells[i]['id'] for i in kept}
     for i, c in enumerate(nb_cells):  # fresh ids never repeat a kept one
-        if c['id'] in used and not (c.get('execution_count') is not None or c.get('outputs')):
+        if i not in kept and c['id'] in used:
             c['id'] = hashlib.sha1(f"{Path(dst).stem}-{i}-{''.join(c['source'])}".encode()).hexdigest()[:8]
     nb = dict(cells=nb_cells, metadata=dict(kernelspec=dict(display_name='python3', language='python', name='python3')),
               nbformat=4, nbformat_minor=5)

@@ -1,0 +1,46 @@
+"`ltx-nb plan` on the seed's example request: a fitting preset for 24, 32, 48 and 80 GB cards, exit 2 when nothing fits."
+import json, subprocess, sys
+from pathlib import Path
+import pytest
+from ltx_nb.cli import main
+
+ROOT = Path(__file__).resolve().parents[1]
+REQUEST = ROOT/'data_samples'/'request.json'
+SEED_SETTINGS = ['--set', 'resolution=medium', '--set', 'aspect_ratio=1:1', '--set', 'number_of_frames=89', '--set', 'rank=32',
+                 '--set', 'validation_number_of_frames=89', '--set', 'validation_resolution=high']
+
+def plan_json(capsys, *args)->tuple[int, dict|str]:
+    code = main(['plan', str(REQUEST), *SEED_SETTINGS, *args])
+    out = capsys.readouterr()
+    return code, (json.loads(out.out) if code == 0 and '--json' in args else out.out + out.err)
+
+@pytest.mark.parametrize('gb', [24, 32, 48, 80])
+def test_seed_request_fits(capsys, gb):
+    code, p = plan_json(capsys, '--gpu-memory', str(gb), '--json')
+    assert code == 0
+    assert p['fits'] and p['peak_gb'] <= gb and p['estimate'] is True
+    assert {ph['name'] for ph in p['phases']} == {'text encoder caching', 'VAE caching', 'training', 'validation sampling'}
+    assert p['peak_gb'] == max(ph['peak_gb'] for ph in p['phases'])
+    assert p['settings']['vram'] in ('24', '32', '48', '80') and p['settings']['gradient_checkpointing']
+
+def test_table_and_nothing_fits(capsys):
+    code, out = plan_json(capsys, '--gpu-memory', '80')
+    assert code == 0 and '| phase | peak GB | what |' in out and 'estimates' in out
+    code, out = plan_json(capsys, '--gpu-memory', '10')
+    assert code == 2 and 'nothing fits 10 GB' in out
+
+def test_fsdp_shards_the_base(capsys):
+    _, one = plan_json(capsys, '--gpu-memory', '80', '--json', '--set', 'vram=80')
+    _, four = plan_json(capsys, '--gpu-memory', '80', '--json', '--set', 'vram=80', '--num-gpus', '4')
+    train = lambda p: next(ph['peak_gb'] for ph in p['phases'] if ph['name'] == 'training')
+    assert train(four) < train(one) - 15  # 3/4 of a 26 GB base, less two blocks in flight
+
+def test_lazy_top_level_plan():
+    code = "import sys, ltx_nb; assert 'torch' not in sys.modules; print(callable(ltx_nb.plan))"
+    assert subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, check=True).stdout.strip() == 'True'
+
+def test_knobs_refused_on_cpu_with_reason():
+    from ltx_nb.core import parse_request, RequestError
+    from ltx_nb.memory import apply_memory_settings, small_transformer
+    with pytest.raises(RequestError, match="offload: 'blocks'"):
+        apply_memory_settings(small_transformer(64, 1, rank=0), parse_request(dict(training_data_url='.', vram=24)), 'cpu')
