@@ -14,6 +14,8 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q "$(TORCH)"
 	$(BIN)/pip install -q -e ".[dev]"
+	# ltx-core pins a torchaudio that wants an older torch; what the parity tests use imports fine without it
+	$(BIN)/pip install -q --no-deps "ltx-core==1.0.0" "einops>=0.8"
 	touch $@
 
 demo: setup

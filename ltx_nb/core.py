@@ -246,7 +246,7 @@ class Request:
     stg_scale: float = _p(1.0, 'spatio-temporal guidance scale during validation', lo=0.0, hi=3.0, kind=float)
     debug_dataset: bool = _p(False, 'also write debug_dataset.zip of the preprocessed data', kind=bool)
     # local additions
-    model: str = _p(DEFAULT_MODEL, f'diffusers-format directory or hub id; {EMBEDDED_MODEL!r} for the tiny offline model', kind=str, seed=False)
+    model: str = _p(DEFAULT_MODEL, f'diffusers-format directory, hub id or Lightricks single-file .safetensors; {EMBEDDED_MODEL!r} for the tiny offline model', kind=str, seed=False)
     device: str = _p('auto', 'auto, cpu, cuda or cuda:N', kind=str, seed=False)
     seed: int = _p(42, 'random seed for noise, data order and validation', lo=0, hi=2**32-1, kind=int, seed=False)
     run_dir: str = _p(None, 'run directory; default outputs/<request hash>, so re-running a job resumes it', kind=str, seed=False)
@@ -267,6 +267,8 @@ class Request:
     offload: str = _p('auto', 'none, or blocks: transformer blocks wait in pinned CPU memory (CUDA only); auto: the preset\'s, else none', choices=('auto', 'none', 'blocks'), kind=str, seed=False)
     text_encoder_precision: str = _p('auto', 'Gemma 3 weights: bf16, int8 or nf4 (bitsandbytes); auto: the preset\'s, else the compute dtype', choices=('auto', 'bf16', 'int8', 'nf4'), kind=str, seed=False)
     text_encoder_offload: str = _p('auto', 'on: encode captions on the CPU (once per caption, cached); auto: the preset\'s, else off', choices=('auto', 'on', 'off'), kind=str, seed=False)
+    # issue 10: Lightricks' single-file checkpoints (`model` = their .safetensors)
+    text_encoder: str = _p(None, "Gemma 3 folder (tokenizer + weights); required when model is a Lightricks single-file .safetensors", kind=str, seed=False)
     # --- training features (issue 11 part 3: batches, schedules, dropouts, compile, LoRA alpha/dropout) ---
     batch_size: int = _p(1, 'clips of the bucket stacked per micro-step (loss normalised per sample, then averaged)', lo=1, hi=64, kind=int, seed=False)
     gradient_accumulation_steps: int = _p(1, 'micro-steps summed into one optimizer update (a step = one update)', lo=1, hi=256, kind=int, seed=False)
@@ -380,6 +382,8 @@ def _resolve_paths(r:Request, base_dir, problems:list):
         cand = Path(base_dir)/r.model
         if not Path(r.model).is_absolute() and cand.exists(): r.model = str(cand)
     if r.run_dir and base_dir is not None and not Path(r.run_dir).is_absolute(): r.run_dir = str(Path(base_dir)/r.run_dir)
+    if r.text_encoder and base_dir is not None and not Path(r.text_encoder).is_absolute() and (Path(base_dir)/r.text_encoder).exists():
+        r.text_encoder = str(Path(base_dir)/r.text_encoder)
 
 def _check_local_paths(r:Request, problems:list):
     "Every local (non-http) media path of `r` must exist."
@@ -390,6 +394,12 @@ def _check_local_paths(r:Request, problems:list):
         if not os.path.lexists(v):
             problems.append(f"{where}: {v} does not exist (check the path; relative paths are resolved against the request file's folder)")
         elif why := source_problem(v, dirs=where == 'training_data_url'): problems.append(f"{where}: {why}")
+
+def _check_single_file(r:Request, problems:list):
+    "A Lightricks single-file `model` holds no Gemma text encoder: `text_encoder` must name one."
+    if str(r.model).endswith('.safetensors') and not r.text_encoder:
+        problems.append(f"text_encoder: model {r.model!r} is a single-file checkpoint without the Gemma 3 text encoder; "
+                        f"set text_encoder to the Gemma 3 folder (config.json, tokenizer and weights at its top level)")
 
 def parse_request(params:dict, # the request as a dict (e.g. parsed JSON)
                   base_dir:str|Path|None=None, # folder that relative paths are resolved against
@@ -416,6 +426,7 @@ def parse_request(params:dict, # the request as a dict (e.g. parsed JSON)
     r = Request(**{k: v for k, v in values.items() if v is not None or k in ('run_dir',)})
     _resolve_paths(r, base_dir, problems)
     if check_paths: _check_local_paths(r, problems)
+    _check_single_file(r, problems)
     if problems: raise RequestError(problems)
     return r
 

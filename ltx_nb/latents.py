@@ -38,6 +38,9 @@ def component_fingerprint(model:str, # 'embedded:tiny', a diffusers directory or
     "Identity of one model component: its config and weight files (name, size) for a folder, the id otherwise."
     from ltx_nb.model import resolve_model
     src = Path(str(resolve_model(model)))
+    if src.is_file():  # a Lightricks single file holds every component: its name, size and time identify them
+        st = src.stat()
+        return hashlib.sha256(f"{src.resolve()}:{st.st_size}:{st.st_mtime_ns}:{component}".encode()).hexdigest()
     if not src.is_dir(): return f"hub:{model}:{component}"
     d, h = src/component, hashlib.sha256()
     for f in sorted(d.glob('*')) if d.is_dir() else []:
@@ -54,9 +57,12 @@ def latent_key(item:TripletReport, r:Request, model:str)->str:
     s = {k: v for k, v in dataset_settings(r).items() if k != 'trigger_phrase'}
     return _key('latents-v1', files, s, component_fingerprint(model, 'vae'))
 
-def text_key(prompt:str, model:str)->str:
+def text_key(prompt:str, model:str,
+             text_encoder:str|None=None, # the Gemma 3 folder of a single-file `model`
+            )->str:
     "Cache key of a prompt's text embeddings."
-    return _key('text-v1', prompt, component_fingerprint(model, 'text_encoder'), component_fingerprint(model, 'connectors'))
+    gemma = component_fingerprint(text_encoder, '.') if text_encoder else component_fingerprint(model, 'text_encoder')
+    return _key('text-v1', prompt, gemma, component_fingerprint(model, 'connectors'))
 
 # %% ../nbs/07_latents.ipynb #53fc8e98
 def save_tensors(tensors:dict, path:str|Path, metadata:dict|None=None)->Path:
@@ -98,14 +104,15 @@ def encode_prompts(prompts:list[str], # captions or validation prompts
                    model:str,         # the model whose text encoder to use
                    cache:Path|None=None, # cache root (default: the ltx_nb cache)
                    device='cpu', dtype=None,
+                   text_encoder:str|None=None, # the Gemma 3 folder of a single-file `model` (`Request.text_encoder`)
                   )->list[Path]:
     "Cached text embeddings (context, mask) of each prompt; encodes only the new ones."
     cache = Path(cache) if cache else cache_dir('latents')
-    paths = [cache/'text'/f'{text_key(p, model)}.safetensors' for p in prompts]
+    paths = [cache/'text'/f'{text_key(p, model, text_encoder)}.safetensors' for p in prompts]
     todo = [(p, path) for p, path in zip(prompts, paths) if not path.exists()]
     if todo:
         from ltx_nb.model import load_text_encoder
-        te = load_text_encoder(model, dtype, device)
+        te = load_text_encoder(model, dtype, device, text_encoder=text_encoder)
         for p, path in todo:
             ctx, _, mask = te.encode(p)
             save_tensors(dict(context=ctx[0], mask=mask[0]), path, dict(prompt=p))
@@ -133,5 +140,5 @@ def cache_dataset(report:DatasetReport, # a checked dataset
             save_tensors(dict(target=encode_video(vae, ft.target), reference=encode_video(vae, ft.reference),
                               keep=torch.from_numpy(ft.keep)), path, dict(name=item.name))
         release(vae)
-    txt_paths = encode_prompts([i.caption for i in items], r.model, cache, device, dtype)
+    txt_paths = encode_prompts([i.caption for i in items], r.model, cache, device, dtype, text_encoder=r.text_encoder)
     return [CachedSample(i.name, lp, tp, i.caption) for i, lp, tp in zip(items, lat_paths, txt_paths)]

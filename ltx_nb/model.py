@@ -167,16 +167,16 @@ def embedded_model_dir()->Path:
     return dest
 
 # %% ../nbs/06_model.ipynb #4672bdcd
-def resolve_model(model:str|Path, # 'embedded:tiny', a diffusers-format directory or a Hub id
+def resolve_model(model:str|Path, # 'embedded:tiny', a diffusers-format directory, a Lightricks single file or a Hub id
                  )->str|Path:
-    "Where to load `model` from: the tiny model's cache folder, a local directory, or the Hub id unchanged."
+    "Where to load `model` from: the tiny model's cache folder, a local directory or single file, or the Hub id unchanged."
     if str(model) == EMBEDDED_MODEL: return embedded_model_dir()
     p = Path(str(model)).expanduser()
-    if p.is_dir(): return p
+    if p.is_dir() or p.suffix == '.safetensors' and p.is_file(): return p  # a Lightricks single file: `ltx_format`
     s = str(model)
     if s.startswith(('/', '.', '~')) or s.count('/') != 1 or p.suffix in ('.safetensors', '.ckpt', '.pt'):
-        raise RequestError([f"model: {s!r} is not a directory; give a diffusers-format LTX-2.3 folder "
-                            f"(model_index.json + component subfolders), a Hub id such as {DEFAULT_MODEL!r}, "
+        raise RequestError([f"model: {s!r} is not a directory or an existing .safetensors file; give a diffusers-format LTX-2.3 folder "
+                            f"(model_index.json + component subfolders), a Lightricks single-file checkpoint, a Hub id such as {DEFAULT_MODEL!r}, "
                             f"or {EMBEDDED_MODEL!r} for the offline tiny model"])
     return s
 
@@ -308,7 +308,10 @@ def video_only_transformer(config:dict, # an `LTX2VideoTransformer3DModel` confi
     keys = list(m.state_dict())
     missing = [k for k in keys if k not in state]
     if missing: raise ValueError(f"{len(missing)} video weights are missing from the checkpoint, e.g. {missing[:3]}")
-    cast = lambda t: t.to(device=device, dtype=dt) if t.is_floating_point() else t.to(device)
+    # copy=True: fresh, aligned memory; a tensor left in the file's memory map sits at whatever byte offset the file gave it,
+    # and CPU kernels round differently on differently aligned data (~1e-7 per forward), so the same weights from two
+    # files (a diffusers folder, a Lightricks single file) would train to different LoRAs
+    cast = lambda t: t.to(device=device, dtype=dt if t.is_floating_point() else t.dtype, copy=True)
     m.load_state_dict({k: cast(state[k]) for k in keys}, strict=True, assign=True)
     return m.eval()
 
@@ -328,7 +331,16 @@ def load_video_only(folder:str|Path, # a diffusers `transformer/` folder (config
     return video_only_transformer(config, SafetensorsState(transformer_weight_files(folder)), dtype, device)
 
 # %% ../nbs/06_model.ipynb #205bceb1
-def load_transformer(model:str|Path, # 'embedded:tiny', a directory or a Hub id
+def _single(src)->bool:
+    "Whether a resolved model is a Lightricks single file (read through `ltx_nb.ltx_format`)."
+    return isinstance(src, Path) and src.is_file()
+
+def _ltx():
+    "`ltx_nb.ltx_format`, imported when a single file is loaded."
+    from ltx_nb import ltx_format
+    return ltx_format
+
+def load_transformer(model:str|Path, # 'embedded:tiny', a directory, a Lightricks single file or a Hub id
                      dtype=None,     # torch dtype or name; default float32
                      device='cpu',   # where to put it
                      video_only:bool=True, # False: the whole audio-video model (diffusers' `from_pretrained`), for comparisons
@@ -336,6 +348,9 @@ def load_transformer(model:str|Path, # 'embedded:tiny', a directory or a Hub id
     "The `LTX2VideoTransformer3DModel` of `model`; video-only by default (the audio branch is stubbed and never read)."
     from diffusers import LTX2VideoTransformer3DModel
     src = resolve_model(model)
+    if _single(src) and video_only:  # Lightricks' keys renamed one by one; the audio branch is never read
+        return video_only_transformer(_ltx().single_file_transformer_config(src), SafetensorsState([src], _ltx().transformer_key), dtype, device)
+    if _single(src): return _ltx().load_single_file_transformer(src, _dtype(dtype)).to(device)
     if video_only: return _load('transformer', src, lambda: load_video_only(_transformer_folder(src), dtype, device))
     m = _load('transformer', src, lambda: LTX2VideoTransformer3DModel.from_pretrained(src, subfolder='transformer', torch_dtype=_dtype(dtype)))
     return m.to(device)
@@ -350,15 +365,17 @@ def load_vae(model:str|Path, dtype=None, device='cpu'):
     "The video VAE (`AutoencoderKLLTX2Video`) of `model`."
     from diffusers import AutoencoderKLLTX2Video
     src = resolve_model(model)
+    if _single(src): return _ltx().load_single_file_vae(src, _dtype(dtype)).to(device)
     return _load('vae', src, lambda: AutoencoderKLLTX2Video.from_pretrained(src, subfolder='vae', torch_dtype=_dtype(dtype))).to(device).eval()
 
 def load_scheduler(model:str|Path):
     "The `FlowMatchEulerDiscreteScheduler` of `model`."
     from diffusers import FlowMatchEulerDiscreteScheduler
     src = resolve_model(model)
+    if _single(src): return FlowMatchEulerDiscreteScheduler.from_config(_ltx().shipped_config('scheduler'))
     return _load('scheduler', src, lambda: FlowMatchEulerDiscreteScheduler.from_pretrained(src, subfolder='scheduler'))
 
-# %% ../nbs/06_model.ipynb #311a6e05
+# %% ../nbs/06_model.ipynb #c0fc0be6
 class TextEncoder:
     "Tokenizer + Gemma-3 + LTX-2.3 text connectors; `encode` gives the transformer's text inputs."
     def __init__(self, tokenizer, text_encoder, connectors):
@@ -387,11 +404,18 @@ class TextEncoder:
         return (f"TextEncoder({type(self.text_encoder).__name__}, {c.text_proj_in_factor} hidden states × {c.caption_channels}"
                 f" → video {c.video_hidden_dim}, audio {c.audio_hidden_dim})")
 
-def load_text_encoder(model:str|Path, dtype=None, device='cpu')->TextEncoder:
+def load_text_encoder(model:str|Path, dtype=None, device='cpu',
+                      text_encoder:str|Path|None=None, # the Gemma 3 folder, for a single-file `model`
+                     )->TextEncoder:
     "The tokenizer, Gemma-3 text encoder and 2.3 connectors of `model`, as a `TextEncoder`."
     from transformers import AutoTokenizer, Gemma3ForConditionalGeneration
     from diffusers.pipelines.ltx2 import LTX2TextConnectors
     src, dt = resolve_model(model), _dtype(dtype)
+    if _single(src):
+        if problems := _ltx().gemma_folder_problems(text_encoder): raise RequestError(problems)
+        tok = _load('tokenizer', text_encoder, lambda: AutoTokenizer.from_pretrained(text_encoder))
+        te = _load('text_encoder', text_encoder, lambda: Gemma3ForConditionalGeneration.from_pretrained(text_encoder, dtype=dt))
+        return TextEncoder(tok, te.eval(), _ltx().load_single_file_connectors(src, dt)).to(device)
     tok = _load('tokenizer', src, lambda: AutoTokenizer.from_pretrained(src, subfolder='tokenizer'))
     te = _load('text_encoder', src, lambda: Gemma3ForConditionalGeneration.from_pretrained(src, subfolder='text_encoder', dtype=dt))
     conn = _load('connectors', src, lambda: LTX2TextConnectors.from_pretrained(src, subfolder='connectors', torch_dtype=dt))
@@ -443,7 +467,7 @@ def sequence_coords(transformer, # the video transformer
     ref[:, 2] *= grid[2] / ref_grid[2]  # columns
     return torch.cat([ref, video_coords(transformer, *grid, fps=fps)], dim=2)
 
-# %% ../nbs/06_model.ipynb #c0fc0be6
+# %% ../nbs/06_model.ipynb #71a4324b
 def resolve_device(device:str='auto', # 'auto', 'cpu', 'cuda' or 'cuda:N'
                   )->str:
     "'cuda', 'cuda:N' or 'cpu' ('auto' picks CUDA when present)."

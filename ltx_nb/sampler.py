@@ -386,7 +386,7 @@ class Validator:
         dev = p.device
         ks = range(len(r.validation))
         inputs = [self.entry(k) for k in ks]
-        embeds = [load_tensors(f, dev) for f in encode_prompts(validation_prompts(r), r.model, device=dev)]
+        embeds = [load_tensors(f, dev) for f in encode_prompts(validation_prompts(r), r.model, device=dev, text_encoder=r.text_encoder)]
         neg = embeds[-1]
         if self.scheduler is None: self.scheduler = load_scheduler(r.model)
         vae = load_vae(r.model, compute_dtype(str(dev)), dev)
@@ -458,7 +458,7 @@ _FLAGS = dict(validation_number_of_frames='--number-of-frames', validation_frame
               validation_resolution='--resolution', validation_aspect_ratio='--aspect-ratio', stg_scale='--stg-scale',
               validation_num_inference_steps='--steps', validation_guidance_scale='--guidance-scale', seed='--seed',
               reference_downscale_factor='--reference-downscale-factor', mask_dilation='--mask-dilation',
-              device='--device', model='--model')
+              device='--device', model='--model', text_encoder='--text-encoder')
 
 def add_sample_parser(subparsers)->argparse.ArgumentParser:
     "Register `sample` on an argparse subparsers object (`ltx-nb sample`)."
@@ -467,6 +467,8 @@ def add_sample_parser(subparsers)->argparse.ArgumentParser:
                                           'every kept (black) pixel of the output equals the fitted source exactly.')
     p.add_argument('--model', help=f"diffusers-format LTX-2.3 folder or hub id (default: the LoRA's base model, else {DEFAULT_MODEL}; "
                                    f"{EMBEDDED_MODEL!r} for the tiny offline model)")
+    p.add_argument('--text-encoder', help="Gemma 3 folder, when --model is a Lightricks single-file .safetensors "
+                                          "(default: the LoRA's)")
     p.add_argument('--lora', help='lora.safetensors from a run (omit for the base model)')
     p.add_argument('--video', required=True, help='source video (path, file:// or http(s):// URL)')
     p.add_argument('--mask', required=True, help='mask image or video: WHITE = regenerate, BLACK = keep')
@@ -513,7 +515,8 @@ def _cli_request(a, meta:dict, problems:list)->Request:
                   validation_frame_rate=a.frame_rate, validation_resolution=a.resolution, validation_aspect_ratio=a.aspect_ratio,
                   stg_scale=a.stg_scale, validation_num_inference_steps=a.steps, validation_guidance_scale=a.guidance_scale,
                   seed=a.seed, reference_downscale_factor=factor, mask_dilation=a.mask_dilation,
-                  auto_scale_input=a.auto_scale_input, device=a.device)
+                  auto_scale_input=a.auto_scale_input, device=a.device,
+                  text_encoder=getattr(a, 'text_encoder', None) or meta.get('text_encoder'))
     try: r = parse_request(params, base_dir=Path.cwd())
     except RequestError as e:
         for msg in e.problems:
@@ -548,7 +551,7 @@ def sample_cli(a)->int:
     from ltx_nb.model import resolve_device, compute_dtype
     device = resolve_device(r.device)
     dtype = compute_dtype(device)
-    ctx, neg = [load_tensors(p, device) for p in encode_prompts([a.prompt, a.negative_prompt], r.model, device=device, dtype=dtype)]
+    ctx, neg = [load_tensors(p, device) for p in encode_prompts([a.prompt, a.negative_prompt], r.model, device=device, dtype=dtype, text_encoder=r.text_encoder)]
     tr = load_transformer(r.model, dtype, device).requires_grad_(False)
     if state is not None:
         ranks = {v.shape[0] for k, v in state.items() if '.lora_A.' in k}

@@ -198,7 +198,7 @@ def lora_metadata_for(r:Request)->dict:
                 base_model_id=r.model, reference_downscale_factor=str(r.reference_downscale_factor),
                 frames=str(r.number_of_frames), frame_rate=str(r.frame_rate), resolution=f'{W}x{H}',
                 rank=r.rank, alpha=r.rank, software='ltx_nb',  # alpha/rank is folded into lora_B in the file
-                trained_alpha=str(r.lora_alpha or r.rank))
+                trained_alpha=str(r.lora_alpha or r.rank), **({'text_encoder': r.text_encoder} if r.text_encoder else {}))
 
 def plot_loss(run_dir:Path, out:str=LOSS_PLOT)->Path|None:
     "Loss per step with a moving average, from metrics.jsonl."
@@ -345,8 +345,8 @@ def prepare_data(st:TrainState, report, progress:bool=True):
         cached = cache_dataset(report, r, device=acc.device, progress=progress and main)
         if r.validation:
             from ltx_nb.sampler import validation_prompts
-            encode_prompts(validation_prompts(r), r.model, device=acc.device)
-        if r.caption_dropout_rate: empty = encode_prompts([''], r.model, device=acc.device)[0]
+            encode_prompts(validation_prompts(r), r.model, device=acc.device, text_encoder=r.text_encoder)
+        if r.caption_dropout_rate: empty = encode_prompts([''], r.model, device=acc.device, text_encoder=r.text_encoder)[0]
     st.items = [c.load(acc.device) for c in cached]
     if r.caption_dropout_rate:
         from ltx_nb.latents import load_tensors

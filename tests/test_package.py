@@ -25,7 +25,7 @@ def wheel_env(tmp_path_factory):
     site = next((env_dir/'lib').glob('python3*/site-packages'))
     # the dependencies (torch, diffusers, ...) are those of the test venv; ltx_nb itself only from the wheel
     (site/'deps.pth').write_text(sysconfig.get_paths()['purelib'] + '\n')
-    subprocess.run([sys.executable, '-m', 'pip', '--python', str(env_dir/'bin'/'python'), 'install', '--no-deps', '-q', str(whl)],
+    subprocess.run([sys.executable, '-m', 'pip', '--python', str(env_dir/'bin'/'python'), 'install', '--no-deps', '--force-reinstall', '-q', str(whl)],
                    check=True, capture_output=True)
     work = tmp/'elsewhere'; work.mkdir()
     env = {**os.environ, 'LTX_NB_CACHE': str(tmp/'cache'), 'PATH': f"{env_dir/'bin'}:{os.environ['PATH']}"}
@@ -40,6 +40,8 @@ def test_wheel_ships_job_notebook_and_imports_from_site_packages(wheel_env):
     import zipfile
     names = zipfile.ZipFile(wheel_env['whl']).namelist()
     assert 'ltx_nb/job_notebooks/train_v2v_masked.ipynb' in names
+    for c in ('vae', 'connectors', 'scheduler'):  # LTX-2.3 configs for Lightricks' single-file checkpoints (no Hub at run time)
+        assert f'ltx_nb/configs/ltx-2.3/{c}/config.json' in names, c
     out = subprocess.run([str(wheel_env['bin']/'python'), '-c', 'import ltx_nb; print(ltx_nb.__file__)'], cwd=wheel_env['work'],
                          env=wheel_env['env'], capture_output=True, text=True, check=True).stdout
     assert 'site-packages' in out and str(ROOT) not in out
