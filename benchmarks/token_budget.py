@@ -2,7 +2,7 @@
 `reference_downscale_factor` 2 (arithmetic from `latent_grid` + `reference_size`), and the measured train-step time
 of both on the CPU-sized model at one bucket scaled down, taking turns in one run.
 
-    python benchmarks/token_budget.py            # medium 16:9 halved (384×224×89) on the 4-layer, inner-256 model
+    python benchmarks/token_budget.py            # 384×256×89 (about medium 16:9 halved; its half is exact) on the 4-layer, inner-256 model
     python benchmarks/token_budget.py --quick    # seconds: a tiny model and sequence
 """
 from __future__ import annotations
@@ -24,7 +24,7 @@ def main(argv=None):
     size = QUICK if a.quick else CPU
     if a.quick:
         import torch; torch.set_num_threads(1)  # a smoke test: on a busy machine, tiny ops wait on each other's threads
-    W, H = (128, 64) if a.quick else (384, 224)  # medium 16:9 (768×448) halved
+    W, H = (128, 64) if a.quick else (384, 256)  # about medium 16:9 (768×448) halved, with an exact half (192×128)
     frames, reps = (9 if a.quick else 89), a.reps or (2 if a.quick else 8)
     inner = size['num_attention_heads'] * size['attention_head_dim']
     tr = build_transformer(size)

@@ -8,7 +8,7 @@ Docs: https://ltx-nb.github.io/ltx_nb/performance.html.md"""
 from __future__ import annotations
 import datetime, os, platform, statistics, time
 import numpy as np
-from .core import RESOLUTIONS, ASPECT_RATIOS, latent_grid
+from .core import RESOLUTIONS, ASPECT_RATIOS, latent_grid, exact_reference
 from .dataset import reference_size
 
 # %% auto #0
@@ -31,14 +31,16 @@ def step_tokens(size:tuple[int,int], # target bucket (width, height)
 # %% ../nbs/13_performance.ipynb #bb56c1f6
 def budget_rows(frames:int=89, # pixel frames
                )->list[dict]:
-    "Token split of every resolution bucket × aspect ratio, reference at full and at half size."
+    "Token split of every resolution bucket × aspect ratio, reference at full and at exactly half size (None: refused)."
     rows = []
     for res, sizes in RESOLUTIONS.items():
         for ar in ASPECT_RATIOS:
-            full, half = step_tokens(sizes[ar], frames, 1), step_tokens(sizes[ar], frames, 2)
+            full = step_tokens(sizes[ar], frames, 1)
+            half = step_tokens(sizes[ar], frames, 2) if exact_reference(sizes[ar], 2) else None
             rows.append({'bucket': f'{res} {ar}', 'size': '×'.join(map(str, sizes[ar])), 'target': full['target'],
-                         'ref full': full['reference'], 'ref half': half['reference'], 'total full': full['total'],
-                         'total half': half['total'], 'saved': f"{1 - half['total'] / full['total']:.0%}"})
+                         'ref full': full['reference'], 'ref half': half and half['reference'], 'total full': full['total'],
+                         'total half': half and half['total'],
+                         'saved': f"{1 - half['total'] / full['total']:.0%}" if half else 'refused (half not exact)'})
     return rows
 
 # %% ../nbs/13_performance.ipynb #4f4e6688

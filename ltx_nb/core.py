@@ -15,10 +15,10 @@ from typing import Any
 __all__ = ['VAE_FRAMES', 'VAE_PIXELS', 'RESOLUTIONS', 'ASPECT_RATIOS', 'VIDEO_EXTS', 'IMAGE_EXTS', 'MAX_JSON_BYTES', 'QUIET_ENV',
            'DEFAULT_MODEL', 'EMBEDDED_MODEL', 'TRAINING_TYPE', 'DEFAULT_NEGATIVE_PROMPT', 'VALIDATION_KEYS',
            'SCENE_SPLIT_REFUSAL', 'VRAM_PRESETS', 'FEATURE_FIELDS', 'LtxNbError', 'RequestError', 'snap_frames',
-           'latent_frames', 'latent_grid', 'pixel_frame_span', 'bucket_size', 'media_kind', 'cache_dir',
-           'source_problem', 'check_regular_file', 'os_error_message', 'load_json', 'show_progress', 'atomic_path',
-           'write_json', 'Request', 'is_remote', 'resolve_source', 'parse_request', 'load_request', 'parse_override',
-           'request_hash']
+           'latent_frames', 'latent_grid', 'pixel_frame_span', 'bucket_size', 'exact_reference',
+           'exact_reference_buckets', 'media_kind', 'cache_dir', 'source_problem', 'check_regular_file',
+           'os_error_message', 'load_json', 'show_progress', 'atomic_path', 'write_json', 'Request', 'is_remote',
+           'resolve_source', 'parse_request', 'load_request', 'parse_override', 'request_hash']
 
 # %% ../nbs/00_core.ipynb #4f2d1e0c
 class LtxNbError(Exception):
@@ -74,6 +74,18 @@ def bucket_size(resolution:str='medium', # low, medium or high
     "(width, height) of the resolution bucket."
     try: return RESOLUTIONS[resolution][aspect_ratio]
     except KeyError: raise ValueError(f"no bucket for resolution {resolution!r} and aspect ratio {aspect_ratio!r}") from None
+
+# %% ../nbs/00_core.ipynb #ac1e8e31
+def exact_reference(size:tuple[int,int], # target bucket (width, height) in pixels
+                    factor:int=1,        # reference_downscale_factor
+                   )->bool:
+    "True when the bucket divided by `factor` stays on the VAE's 32-pixel grid, so the reference grid is exactly 1/factor."
+    return all(v % (VAE_PIXELS * factor) == 0 for v in size)
+
+def exact_reference_buckets(factor:int=1 # reference_downscale_factor
+                           )->list[str]:
+    "The 'resolution aspect_ratio' buckets whose reference grid at `factor` is exact."
+    return [f'{res} {ar}' for res, d in RESOLUTIONS.items() for ar, size in d.items() if exact_reference(size, factor)]
 
 # %% ../nbs/00_core.ipynb #c511f897
 VIDEO_EXTS = ('.mp4', '.mov', '.webm', '.mkv', '.avi')
@@ -221,7 +233,7 @@ def _p(default, doc, *, choices=None, lo=None, hi=None, kind=None, seed=True, re
     if isinstance(default, (list, dict)): return field(default_factory=lambda: type(default)(default), metadata=meta)
     return field(default=default, metadata=meta)
 
-# %% ../nbs/00_core.ipynb #9798711f
+# %% ../nbs/00_core.ipynb #406c5728
 @dataclass
 class Request:
     "A training request: the hosted trainer's parameters (same names, defaults, ranges) plus local settings."
@@ -254,13 +266,17 @@ class Request:
     validation_interval: int = _p(1000, 'steps between validation reels (0: only at the end)', lo=0, hi=20000, kind=int, seed=False)
     validation_num_inference_steps: int = _p(30, 'sampler steps for validation', lo=1, hi=200, kind=int, seed=False)
     validation_guidance_scale: float = _p(3.0, 'CFG scale for validation', lo=1.0, hi=20.0, kind=float, seed=False)
-    reference_downscale_factor: int = _p(1, 'encode the reference at 1/factor resolution to cut tokens', choices=(1, 2), kind=int, seed=False)
+    reference_downscale_factor: int = _p(1, 'encode the reference at exactly 1/factor resolution to cut tokens (2: only buckets whose sides are multiples of 64)', choices=(1, 2), kind=int, seed=False)
     mask_dilation: int = _p(0, 'grow the regenerated region by this many latent tokens', lo=0, hi=16, kind=int, seed=False)
     gradient_checkpointing: str = _p('auto', 'auto (on for CUDA), on or off', choices=('auto', 'on', 'off'), kind=str, seed=False)
     mixed_precision: str = _p('auto', 'auto (bf16 on CUDA, fp32 on CPU), no, bf16 or fp16', choices=('auto', 'no', 'bf16', 'fp16'), kind=str, seed=False)
     optimizer: str = _p('adamw', 'adamw, or adamw8bit (CUDA, needs bitsandbytes)', choices=('adamw', 'adamw8bit'), kind=str, seed=False)
     warmup_steps: int = _p(100, 'linear learning-rate warm-up steps', lo=0, hi=20000, kind=int, seed=False)
     max_grad_norm: float = _p(1.0, 'gradient clipping norm (0: off)', lo=0.0, hi=1e6, kind=float, seed=False)
+    # --- fidelity to Lightricks' trainer (issue 10) ---
+    timestep_sampler: str = _p('shifted_logit_normal_stretched', 'training σ distribution: the stretched shifted logit-normal with a 10% uniform share (Lightricks\' default), the plain shifted logit-normal, or uniform',
+                               choices=('shifted_logit_normal_stretched', 'shifted_logit_normal', 'uniform'), kind=str, seed=False)
+    lora_dtype: str = _p('bf16', 'dtype of the final lora.safetensors (checkpoints stay fp32 for exact resuming)', choices=('bf16', 'fp32'), kind=str, seed=False)
     # memory knobs (issue 11): `ltx_nb.memory` turns a preset into these and applies them; 'auto' = the preset's
     vram: str = _p('auto', "memory preset for a card of 24, 32, 48 or 80 GB; auto: from the card's free memory (no preset on the CPU)", choices=VRAM_PRESETS, kind=str, seed=False)
     base_precision: str = _p('auto', 'storage of the frozen transformer: bf16, fp8 (layerwise casting), int8 or nf4 (bitsandbytes); auto: the preset\'s, else the compute dtype', choices=('auto', 'bf16', 'fp8', 'int8', 'nf4'), kind=str, seed=False)
@@ -368,7 +384,7 @@ def resolve_source(src:str, # a path, file:// URL or http(s):// URL
     if not p.is_absolute() and base_dir is not None: p = Path(base_dir)/p
     return str(p)
 
-# %% ../nbs/00_core.ipynb #930ded52
+# %% ../nbs/00_core.ipynb #565b101d
 def _resolve_paths(r:Request, base_dir, problems:list):
     "Resolve every local media path of `r` against `base_dir`, recording unsupported schemes."
     def res(where, v):
@@ -401,6 +417,20 @@ def _check_single_file(r:Request, problems:list):
         problems.append(f"text_encoder: model {r.model!r} is a single-file checkpoint without the Gemma 3 text encoder; "
                         f"set text_encoder to the Gemma 3 folder (config.json, tokenizer and weights at its top level)")
 
+def _check_reference_factor(r:Request, problems:list):
+    "A downscaled reference needs buckets where its grid is exactly 1/factor of the target's (training and validation)."
+    f = r.reference_downscale_factor
+    if f == 1: return
+    ok = ', '.join(exact_reference_buckets(f))
+    spots = [('resolution', 'aspect_ratio', r.resolution, r.aspect_ratio)]
+    if r.validation: spots.append(('validation_resolution', 'validation_aspect_ratio', r.validation_resolution, r.validation_aspect_ratio))
+    for kr, ka, res, ar in spots:
+        W, H = bucket_size(res, ar)
+        if not exact_reference((W, H), f):
+            problems.append(f"reference_downscale_factor: {f} needs a reference grid exactly 1/{f} of the target's, but the "
+                            f"{kr}/{ka} bucket {res} {ar} ({W}×{H}) would give {W/f:g}×{H/f:g} pixels, off the {VAE_PIXELS}-pixel "
+                            f"grid; use a bucket that works with factor {f} ({ok}) or reference_downscale_factor 1")
+
 def parse_request(params:dict, # the request as a dict (e.g. parsed JSON)
                   base_dir:str|Path|None=None, # folder that relative paths are resolved against
                   overrides:dict|None=None, # values that replace those in `params`
@@ -424,6 +454,7 @@ def parse_request(params:dict, # the request as a dict (e.g. parsed JSON)
     for k in ('number_of_frames', 'validation_number_of_frames'):
         if k in values: values[k] = snap_frames(values[k])
     r = Request(**{k: v for k, v in values.items() if v is not None or k in ('run_dir',)})
+    _check_reference_factor(r, problems)
     _resolve_paths(r, base_dir, problems)
     if check_paths: _check_local_paths(r, problems)
     _check_single_file(r, problems)

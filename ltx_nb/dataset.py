@@ -11,21 +11,59 @@ from dataclasses import dataclass, field
 from pathlib import Path
 import numpy as np
 from .core import (Request, RequestError, LtxNbError, bucket_size, latent_grid, VAE_PIXELS, cache_dir,
-                         request_hash, atomic_path)
+                         request_hash, atomic_path, exact_reference, exact_reference_buckets)
 
 # %% auto #0
-__all__ = ['reference_size', 'TripletReport', 'FittedTriplet', 'triplet_notes', 'check_triplet', 'DatasetReport', 'dataset_root',
-           'dataset_settings', 'check_dataset', 'load_triplet', 'write_debug_dataset']
+__all__ = ['reference_size', 'model_fps', 'variable_rate', 'fps_notes', 'TripletReport', 'FittedTriplet', 'triplet_notes',
+           'check_triplet', 'DatasetReport', 'dataset_root', 'dataset_settings', 'check_dataset', 'load_triplet',
+           'write_debug_dataset']
 
 # %% ../nbs/04_dataset.ipynb #b0b6780c
 def reference_size(size:tuple[int,int], # target bucket (width, height)
                    factor:int=1,        # reference_downscale_factor
                   )->tuple[int,int]:
-    "(width, height) the reference is fitted to: the bucket divided by `factor`, kept on the 32-pixel grid."
-    snap = lambda v: max(VAE_PIXELS, int(v / factor / VAE_PIXELS + 0.5) * VAE_PIXELS)
-    return (snap(size[0]), snap(size[1])) if factor > 1 else tuple(size)
+    "(width, height) the reference is fitted to: exactly the bucket divided by `factor`."
+    if not exact_reference(size, factor):
+        raise ValueError(f"a {size[0]}×{size[1]} bucket has no exact 1/{factor} reference on the {VAE_PIXELS}-pixel grid "
+                         f"(buckets that work: {', '.join(exact_reference_buckets(factor))})")
+    return size[0] // factor, size[1] // factor
 
 # %% ../nbs/04_dataset.ipynb #0397b1c1
+def model_fps(target_fps:float,    # measured average rate of the target clip
+              frame_rate:float,    # the request's frame_rate
+              auto_scale_input:bool, # the request's auto_scale_input
+             )->float:
+    "The frame rate the model's RoPE is told for a triplet (reference and target together)."
+    return float(frame_rate) if auto_scale_input or not target_fps else round(float(target_fps), 3)
+
+def variable_rate(timestamps, # frame start times in seconds
+                  n:int|None=None, # only the first n frames (the used ones)
+                  tol:float=0.1,   # allowed relative spread of the frame intervals
+                 )->bool:
+    "True when the frame intervals of a clip vary by more than `tol` of their median (variable frame rate)."
+    ts = np.asarray(timestamps, dtype=np.float64)[:n]
+    d = np.diff(ts)
+    if len(d) < 2 or np.median(d) <= 0: return False
+    return bool(np.abs(d - np.median(d)).max() > max(tol * np.median(d), 1.5e-3))  # mkv/webm round to milliseconds
+
+def fps_notes(target, reference, # probed `VideoInfo`s of the target and reference
+              r:Request,        # the request (frame_rate, auto_scale_input, number_of_frames)
+             )->list[str]:
+    "Report notes about a triplet's frame rates when clips are used at native timing."
+    if r.auto_scale_input: return []  # resampled to frame_rate: the model sees exactly that rate
+    notes, t, f = [], float(target.fps), float(r.frame_rate)
+    if abs(t - f) > 0.1 * f: notes.append(f"target plays at {t:g} fps, not frame_rate {f:g}: the model is told {t:g} fps "
+                                           "(turn on auto_scale_input to resample to frame_rate)")
+    if abs(float(reference.fps) - t) > 0.01 * t:
+        notes.append(f"reference plays at {float(reference.fps):g} fps, its target at {t:g}: frames are paired one to one "
+                     f"and both are told {t:g} fps")
+    for nm, info in (('target', target), ('reference', reference)):
+        if info.timestamps is not None and variable_rate(info.timestamps, r.number_of_frames):
+            notes.append(f"{nm} has a variable frame rate: its frames are used as decoded at the average {float(info.fps):g} fps "
+                         "(turn on auto_scale_input to resample it evenly)")
+    return notes
+
+# %% ../nbs/04_dataset.ipynb #b162d949
 @dataclass
 class TripletReport:
     "What the check found for one triplet."
@@ -40,8 +78,9 @@ class TripletReport:
     target_tokens: int = 0
     reference_tokens: int = 0
     caption: str = ''
-    flags: list = field(default_factory=list)  # 'empty mask', 'full mask', 'no caption'
+    flags: list = field(default_factory=list)  # 'empty mask', 'full mask', 'no caption', frame-rate notes
     paths: dict = field(default_factory=dict)  # reference, target, mask, caption
+    fps: float|None = None          # the frame rate the model is told (`model_fps`)
 
     @property
     def ok(self)->bool: return self.status == 'ok'
@@ -111,7 +150,7 @@ def triplet_notes(t, # an `ltx_nb.archive.Triplet`
     if 0 < mf < (used := max(plan['target_indices']) + 1): notes.append(f"video mask has {mf} frames, the clip uses {used}: its last frame is held")
     return notes
 
-# %% ../nbs/04_dataset.ipynb #f1b8e3e2
+# %% ../nbs/04_dataset.ipynb #7b585d9e
 def check_triplet(t, # an `ltx_nb.archive.Triplet`
                   r:Request, # the request whose frames, rate and bucket apply
                  )->TripletReport:
@@ -133,6 +172,8 @@ def check_triplet(t, # an `ltx_nb.archive.Triplet`
         rep.status, rep.reason = 'error', '; '.join(e.problems)
         return rep
     rep.target, rep.reference = _info_dict(plan['target']), _info_dict(plan['reference'])
+    rep.fps = model_fps(plan['target'].fps, r.frame_rate, r.auto_scale_input)
+    rep.flags += fps_notes(plan['target'], plan['reference'], r)
     rep.flags += triplet_notes(t, plan)
     W, H = r.size
     rep.target_tokens = int(np.prod(latent_grid(r.number_of_frames, H, W)))
@@ -150,8 +191,8 @@ def check_triplet(t, # an `ltx_nb.archive.Triplet`
     elif white.all(): rep.flags.append('full mask')
     return rep
 
-# %% ../nbs/04_dataset.ipynb #6cc3848e
-_COLS = ('name', 'status', 'target', 'reference', 'mask', 'regen %', 'tokens', 'notes')
+# %% ../nbs/04_dataset.ipynb #26ea0e2b
+_COLS = ('name', 'status', 'target', 'reference', 'model fps', 'mask', 'regen %', 'tokens', 'notes')
 
 def _clip_str(d): return f"{d['frames']}f {d['fps']:g}fps {d['width']}×{d['height']}" if d else '—'
 
@@ -176,7 +217,8 @@ class DatasetReport:
         def regen(i): return '—' if i.coverage is None else f"{100*i.coverage:.1f}"
         def tokens(i): return '—' if not i.target_tokens else f"{i.reference_tokens}+{i.target_tokens}"
         def notes(i): return '; '.join([*i.flags, i.reason] if i.reason else i.flags)
-        return [(i.name, i.status, _clip_str(i.target), _clip_str(i.reference), i.mask_kind, regen(i), tokens(i), notes(i))
+        fps = lambda i: '—' if i.fps is None else f"{i.fps:g}"
+        return [(i.name, i.status, _clip_str(i.target), _clip_str(i.reference), fps(i), i.mask_kind, regen(i), tokens(i), notes(i))
                 for i in self.items]
 
     def summary(self)->str:
@@ -266,7 +308,7 @@ def load_triplet(item:TripletReport, # an 'ok' row of a `DatasetReport`
                          read_clip(t.target, plan['target_indices'], plan['target_fit'], plan['target']), white,
                          latent_keep_mask(white, r.mask_dilation), item.caption, _geometry(plan))
 
-# %% ../nbs/04_dataset.ipynb #8d98d054
+# %% ../nbs/04_dataset.ipynb #9a143542
 def write_debug_dataset(report:DatasetReport, # a checked dataset
                         r:Request,            # the request it was checked against
                         out:str|Path,         # the .zip to write
@@ -288,7 +330,7 @@ def write_debug_dataset(report:DatasetReport, # a checked dataset
                     entry['geometry'] = ft.geometry
                     for nm, frames in (('reference', ft.reference), ('target', ft.target),
                                        ('mask_overlay', mask_overlay(ft.target, ft.white))):
-                        write_video(Path(work)/f'{nm}.mp4', frames, r.frame_rate)
+                        write_video(Path(work)/f'{nm}.mp4', frames, item.fps or r.frame_rate)  # at the rate the model is told
                         z.write(Path(work)/f'{nm}.mp4', f'{item.name}/{nm}.mp4')
                     buf = io.BytesIO()
                     np.savez_compressed(buf, white=ft.white, keep=ft.keep)

@@ -14,8 +14,8 @@ from .core import Request, cache_dir, latent_grid, atomic_path
 from .dataset import DatasetReport, TripletReport, load_triplet, dataset_settings
 
 # %% auto #0
-__all__ = ['file_digest', 'component_fingerprint', 'latent_key', 'text_key', 'save_tensors', 'load_tensors', 'CachedSample',
-           'release', 'encode_prompts', 'cache_dataset']
+__all__ = ['TILE_ABOVE', 'file_digest', 'component_fingerprint', 'latent_key', 'text_key', 'save_tensors', 'load_tensors',
+           'CachedSample', 'release', 'encode_clip', 'encode_prompts', 'cache_dataset']
 
 # %% ../nbs/07_latents.ipynb #a276c8f2
 _digests = {}
@@ -51,18 +51,18 @@ def component_fingerprint(model:str, # 'embedded:tiny', a diffusers directory or
 def _key(*parts)->str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:24]
 
-def latent_key(item:TripletReport, r:Request, model:str)->str:
-    "Cache key of a triplet's latents and keep-mask."
+def latent_key(item:TripletReport, r:Request, model:str, dtype='float32')->str:
+    "Cache key of a triplet's latents, keep-mask and fps (v2: entries carry the fps the model is told; the VAE's dtype counts)."
     files = [file_digest(item.paths[k]) for k in ('reference', 'target', 'mask')]
     s = {k: v for k, v in dataset_settings(r).items() if k != 'trigger_phrase'}
-    return _key('latents-v1', files, s, component_fingerprint(model, 'vae'))
+    return _key('latents-v2', files, s, component_fingerprint(model, 'vae'), str(dtype).removeprefix('torch.'), TILE_ABOVE)
 
-def text_key(prompt:str, model:str,
+def text_key(prompt:str, model:str, dtype='float32',
              text_encoder:str|None=None, # the Gemma 3 folder of a single-file `model`
             )->str:
-    "Cache key of a prompt's text embeddings."
+    "Cache key of a prompt's text embeddings (the encoder's dtype counts: bf16 on CUDA, fp32 on the CPU)."
     gemma = component_fingerprint(text_encoder, '.') if text_encoder else component_fingerprint(model, 'text_encoder')
-    return _key('text-v1', prompt, gemma, component_fingerprint(model, 'connectors'))
+    return _key('text-v2', prompt, gemma, component_fingerprint(model, 'connectors'), str(dtype).removeprefix('torch.'))
 
 # %% ../nbs/07_latents.ipynb #53fc8e98
 def save_tensors(tensors:dict, path:str|Path, metadata:dict|None=None)->Path:
@@ -93,52 +93,86 @@ class CachedSample:
         "The sample's tensors."
         return {**load_tensors(self.latents, device), **load_tensors(self.text, device)}
 
-def release(*objs):
-    "Drop models from memory (and CUDA's cache) once they are no longer needed."
+def release(*models):
+    "Collect garbage and empty CUDA's cache; a model is freed only once nothing names it (`models` only keep old calls working)."
     import torch
-    for o in objs: del o
+    del models
     gc.collect()
     if torch.cuda.is_available(): torch.cuda.empty_cache()
+
+TILE_ABOVE = 49 * 512 * 512  # pixel-frames above which the VAE encodes in tiles and temporal windows
+
+def encode_clip(vae,    # an `AutoencoderKLLTX2Video`
+                frames, # uint8 (T, H, W, 3) on the VAE grid
+                tile_above:int=TILE_ABOVE, # pixel-frames above which diffusers' tiled, framewise encoding is used
+               ):
+    "Normalised fp32 latents of a clip; a large clip is encoded in 512-px tiles and 17-frame windows (diffusers' tiling)."
+    from ltx_nb.model import encode_video
+    T, H, W = np.shape(frames)[:3]
+    big = T * H * W > tile_above
+    if big: vae.enable_tiling()
+    else: vae.disable_tiling()
+    vae.use_framewise_decoding = big  # diffusers 0.42's `_encode` reads this flag for framewise *encoding* too
+    return encode_video(vae, frames).float()
+
+def _dtype_for(device, dtype):
+    "The dtype a caching model loads in: `dtype`, else the device's compute dtype (bf16 on CUDA, fp32 on the CPU)."
+    from ltx_nb.model import compute_dtype, _dtype
+    return _dtype(dtype) if dtype is not None else compute_dtype(str(device))
+
+def _embed_prompts(todo:list, model:str, device, dtype, text_encoder:str|None=None):
+    "Load the text encoder, embed and store each (prompt, path) of `todo`; returning drops the last reference to it."
+    from ltx_nb.model import load_text_encoder
+    te = load_text_encoder(model, dtype, device, text_encoder=text_encoder)
+    for p, path in todo:
+        ctx, _, mask = te.encode(p)
+        save_tensors(dict(context=ctx[0].float(), mask=mask[0]), path, dict(prompt=p))
 
 def encode_prompts(prompts:list[str], # captions or validation prompts
                    model:str,         # the model whose text encoder to use
                    cache:Path|None=None, # cache root (default: the ltx_nb cache)
-                   device='cpu', dtype=None,
+                   device='cpu', # where the text encoder runs
+                   dtype=None,   # its dtype; default bf16 on CUDA, fp32 on the CPU
                    text_encoder:str|None=None, # the Gemma 3 folder of a single-file `model` (`Request.text_encoder`)
                   )->list[Path]:
     "Cached text embeddings (context, mask) of each prompt; encodes only the new ones."
     cache = Path(cache) if cache else cache_dir('latents')
-    paths = [cache/'text'/f'{text_key(p, model, text_encoder)}.safetensors' for p in prompts]
+    dtype = _dtype_for(device, dtype)
+    paths = [cache/'text'/f'{text_key(p, model, dtype, text_encoder)}.safetensors' for p in prompts]
     todo = [(p, path) for p, path in zip(prompts, paths) if not path.exists()]
     if todo:
-        from ltx_nb.model import load_text_encoder
-        te = load_text_encoder(model, dtype, device, text_encoder=text_encoder)
-        for p, path in todo:
-            ctx, _, mask = te.encode(p)
-            save_tensors(dict(context=ctx[0], mask=mask[0]), path, dict(prompt=p))
-        release(te)
+        _embed_prompts(todo, model, device, dtype, text_encoder)
+        release()
     return paths
+
+def _encode_triplets(todo:list, r:Request, device, dtype, progress:bool):
+    "Load the VAE, encode and store each (item, path) of `todo`; returning drops the last reference to it."
+    import torch
+    from tqdm.auto import tqdm
+    from ltx_nb.model import load_vae
+    vae = load_vae(r.model, dtype, device)
+    for item, path in tqdm(todo, desc='encoding latents', disable=not progress, leave=False):
+        ft = load_triplet(item, r)
+        fps = float(item.fps if item.fps is not None else r.frame_rate)  # `dataset.model_fps`, decided by the check
+        save_tensors(dict(target=encode_clip(vae, ft.target), reference=encode_clip(vae, ft.reference),
+                          keep=torch.from_numpy(ft.keep), fps=torch.tensor(fps, dtype=torch.float64)),
+                     path, dict(name=item.name, fps=fps))
 
 def cache_dataset(report:DatasetReport, # a checked dataset
                   r:Request,            # the request it was checked against
                   cache:Path|None=None, # cache root (default: the ltx_nb cache)
-                  device='cpu', dtype=None,
+                  device='cpu', # where the VAE and text encoder run
+                  dtype=None,   # their dtype; default bf16 on CUDA, fp32 on the CPU
                   progress:bool=True,
                  )->list[CachedSample]:
-    "Encode every qualifying triplet (latents, keep-mask, caption) into the cache; reuse what is there."
-    from tqdm.auto import tqdm
+    "Encode every qualifying triplet (latents, keep-mask, fps, caption) into the cache; reuse what is there."
     cache = Path(cache) if cache else cache_dir('latents')
+    dtype = _dtype_for(device, dtype)
     items = report.ok
-    lat_paths = [cache/'video'/f'{latent_key(i, r, r.model)}.safetensors' for i in items]
+    lat_paths = [cache/'video'/f'{latent_key(i, r, r.model, dtype)}.safetensors' for i in items]
     todo = [(i, p) for i, p in zip(items, lat_paths) if not p.exists()]
     if todo:
-        import torch
-        from ltx_nb.model import load_vae, encode_video
-        vae = load_vae(r.model, dtype, device)
-        for item, path in tqdm(todo, desc='encoding latents', disable=not progress, leave=False):
-            ft = load_triplet(item, r)
-            save_tensors(dict(target=encode_video(vae, ft.target), reference=encode_video(vae, ft.reference),
-                              keep=torch.from_numpy(ft.keep)), path, dict(name=item.name))
-        release(vae)
+        _encode_triplets(todo, r, device, dtype, progress)
+        release()  # the VAE is gone before the text encoder loads
     txt_paths = encode_prompts([i.caption for i in items], r.model, cache, device, dtype, text_encoder=r.text_encoder)
     return [CachedSample(i.name, lp, tp, i.caption) for i, lp, tp in zip(items, lat_paths, txt_paths)]

@@ -460,11 +460,12 @@ def sequence_coords(transformer, # the video transformer
                     grid:tuple,  # target latent (frames, rows, cols)
                     fps:float,   # frame rate the model is told
                    ):
-    "RoPE positions (1, 3, Nr+N, 2): the reference's tokens mapped onto the target's grid, then the target's."
+    "RoPE positions (1, 3, Nr+N, 2): the reference's tokens, spatially × the exact downscale factor, then the target's."
     import torch
-    ref = video_coords(transformer, *ref_grid, fps=fps)
-    ref[:, 1] *= grid[1] / ref_grid[1]  # rows
-    ref[:, 2] *= grid[2] / ref_grid[2]  # columns
+    factor = max(1, grid[1] // ref_grid[1])
+    if (ref_grid[1] * factor, ref_grid[2] * factor) != tuple(grid[1:]):
+        raise ValueError(f"reference grid {tuple(ref_grid)} is not an exact 1/{factor} of the target grid {tuple(grid)}")
+    ref = video_coords(transformer, *ref_grid, fps=fps, scale=float(factor))
     return torch.cat([ref, video_coords(transformer, *grid, fps=fps)], dim=2)
 
 # %% ../nbs/06_model.ipynb #71a4324b
@@ -600,6 +601,7 @@ def lora_state(transformer)->dict:
 def save_lora(transformer_or_state, # a transformer with a LoRA, or its `lora_state`
               path:str|Path,        # the .safetensors file to write
               metadata:dict|None=None, # rank, trigger_phrase, training_type, base_model, ...; alpha = rank is added
+              dtype=None,           # store the weights in this dtype ('bf16', 'fp32', a torch dtype); None: as they are
              )->Path:
     "Write the LoRA atomically with LTX/ComfyUI keys and string metadata."
     import torch
@@ -612,7 +614,8 @@ def save_lora(transformer_or_state, # a transformer with a LoRA, or its `lora_st
     if int(meta['rank']) != rank or int(meta['alpha']) != rank:
         raise ValueError(f"metadata rank/alpha {meta['rank']}/{meta['alpha']} disagree with the weights' rank {rank} (alpha must equal rank)")
     meta = {str(k): v if isinstance(v, str) else json.dumps(v) for k, v in meta.items()}
-    tensors = {LORA_PREFIX + k: v.detach().to('cpu').contiguous() for k, v in sorted(state.items())}
+    dt = None if dtype is None else _dtype(dtype)
+    tensors = {LORA_PREFIX + k: v.detach().to('cpu', dt).contiguous() for k, v in sorted(state.items())}
     with atomic_path(path) as t: save_file(tensors, str(t), metadata=meta)
     return Path(path)
 

@@ -49,7 +49,7 @@ def fit_validation_entry(entry:dict,  # a `Request.validation` item: prompt, vid
                         )->ValidationInput:
     "Fetch and fit one validation entry like a training triplet (the source in the target's role)."
     from ltx_nb.archive import fetch_file
-    from ltx_nb.dataset import reference_size
+    from ltx_nb.dataset import reference_size, model_fps
     from ltx_nb.media import probe_video, clip_frame_indices, fit_geometry, read_clip, ClipTooShort
     from ltx_nb.masks import load_mask
     v = _validation_settings(r)
@@ -80,7 +80,7 @@ def fit_validation_entry(entry:dict,  # a `Request.validation` item: prompt, vid
                     reference_indices=list(map(int, idx['reference'])))
     return ValidationInput(name, read_clip(paths['source'], idx['source'], sfit, infos['source']), white,
                            read_clip(paths['reference'], idx['reference'], rfit, infos['reference']), entry.get('prompt', ''),
-                           float(v.frame_rate), {k: str(p) for k, p in paths.items()}, geometry)
+                           model_fps(infos['source'].fps, v.frame_rate, v.auto_scale_input), {k: str(p) for k, p in paths.items()}, geometry)
 
 # %% ../nbs/09_sampler.ipynb #96f9f078
 def encode_inputs(vae, # an `AutoencoderKLLTX2Video`
@@ -477,7 +477,7 @@ def add_sample_parser(subparsers)->argparse.ArgumentParser:
     p.add_argument('--out', required=True, help='output .mp4 (H.264) or .npz (exact uint8 frames and the mask)')
     p.add_argument('--negative-prompt', default=DEFAULT_NEGATIVE_PROMPT, help='negative prompt for CFG')
     p.add_argument('--number-of-frames', type=int, default=89, help='frames, snapped down to 8k+1 (9–121)')
-    p.add_argument('--frame-rate', type=int, default=24, help='frame rate the model is told and the output plays at')
+    p.add_argument('--frame-rate', type=int, default=24, help="with --auto-scale-input: the rate clips are resampled to, told to the model and played at; without it the source's own rate is used")
     p.add_argument('--resolution', choices=tuple(RESOLUTIONS), default='high')
     p.add_argument('--aspect-ratio', choices=ASPECT_RATIOS, default='1:1')
     p.add_argument('--stg-scale', type=float, default=1.0, help='spatio-temporal guidance (0–3; 0: off)')

@@ -19,30 +19,50 @@ from .rundir import (LORA, LOSS_PLOT, DEBUG_ARCHIVE, STATUS_PREPARING, STATUS_RU
                            load_checkpoint, run_lock, raise_run_dir_error, read_request, data_digests, data_changes)
 
 # %% auto #0
-__all__ = ['SCHEDULERS', 'SIGMA_BUCKETS', 'shift_mu', 'sample_sigma', 'MaskedBatch', 'masked_batch', 'stack_batches',
-           'masked_loss', 'step_loss', 'step_generator', 'sample_index', 'draw_number', 'draw_item', 'step_batch',
-           'precision', 'make_optimizer', 'warmup_schedule', 'peak_memory_mb', 'lora_metadata_for', 'plot_loss',
-           'TrainingFailed', 'TrainResult', 'TrainState', 'check_features', 'start_run', 'check_data', 'check_run_dir',
-           'finished_result', 'prepare_run_dir', 'open_run', 'prepare_data', 'validation_callbacks', 'attach_lora',
-           'build_model', 'build_optimizer', 'resume', 'check_finite', 'apply_gradients', 'sigma_bucket_losses',
-           'log_step', 'dropout_rng', 'micro_step', 'train_step', 'StopSignals', 'save_state', 'validate', 'step_hooks',
-           'interrupt', 'make_bar', 'run_loop', 'finish', 'record_failure', 'train', 'masked_eval_loss',
-           'learning_check']
+__all__ = ['TIMESTEP_SAMPLERS', 'SIGMA_EPS', 'UNIFORM_SHARE', 'SCHEDULERS', 'SIGMA_BUCKETS', 'shift_mu', 'stretch_sigma',
+           'sample_sigma', 'MaskedBatch', 'masked_batch', 'stack_batches', 'masked_loss', 'step_loss', 'step_generator',
+           'sample_index', 'draw_number', 'draw_item', 'step_batch', 'precision', 'make_optimizer', 'warmup_schedule',
+           'peak_memory_mb', 'lora_metadata_for', 'plot_loss', 'TrainingFailed', 'TrainResult', 'TrainState',
+           'check_features', 'start_run', 'check_data', 'check_run_dir', 'finished_result', 'prepare_run_dir',
+           'open_run', 'prepare_data', 'validation_callbacks', 'attach_lora', 'build_model', 'build_optimizer',
+           'resume', 'check_finite', 'apply_gradients', 'sigma_bucket_losses', 'log_step', 'dropout_rng', 'micro_step',
+           'train_step', 'StopSignals', 'save_state', 'validate', 'step_hooks', 'interrupt', 'make_bar', 'run_loop',
+           'finish', 'record_failure', 'train', 'masked_eval_loss', 'learning_check']
 
 # %% ../nbs/08_train.ipynb #2e73e81b
+TIMESTEP_SAMPLERS = ('shifted_logit_normal_stretched', 'shifted_logit_normal', 'uniform')
+SIGMA_EPS, UNIFORM_SHARE = 1e-3, 0.1  # reflection floor and the share of uniform draws of the stretched form
+_Z_LO, _Z_HI = -2.5758, 3.0902        # the standard normal's 0.5th and 99.9th percentiles: the stretch's ends
+
 def shift_mu(n_tokens:int, # noised (target) tokens in the sequence
              lo=(1024, 0.95), hi=(4096, 2.05))->float:
     "Centre of the logit-normal σ distribution for a sequence of `n_tokens`."
     return lo[1] + (hi[1] - lo[1]) * (n_tokens - lo[0]) / (hi[0] - lo[0])
 
+def stretch_sigma(mu:float, # shift_mu of the sequence
+                  z, u, pick, # standard draws (floats or arrays): z ~ N(0, 1); u, pick ~ U(0, 1)
+                 ):
+    "σ of the stretched shifted logit-normal from standard draws: stretched between percentiles, reflected at ε, 10 % uniform."
+    sig = lambda v: 1 / (1 + np.exp(-np.asarray(v, dtype=np.float64)))
+    lo, hi = sig(mu + _Z_LO), sig(mu + _Z_HI)
+    x = (sig(mu + np.asarray(z, dtype=np.float64)) - lo) / (hi - lo)
+    x = np.clip(np.where(x >= SIGMA_EPS, x, 2 * SIGMA_EPS - x), 0.0, 1.0)
+    return np.where(np.asarray(pick) < UNIFORM_SHARE, SIGMA_EPS + (1 - SIGMA_EPS) * np.asarray(u, dtype=np.float64), x)
+
 def sample_sigma(n_tokens:int, # noised tokens
                  generator,    # a torch.Generator: σ is reproducible per step
+                 sampler:str='shifted_logit_normal_stretched', # one of TIMESTEP_SAMPLERS (the request's timestep_sampler)
                 )->float:
-    "One σ ∈ (0, 1) from the shifted logit-normal."
+    "One σ ∈ [0, 1] for a step, from the request's timestep sampler."
     import torch
-    return float(torch.sigmoid(shift_mu(n_tokens) + torch.randn((), generator=generator)))
+    if sampler not in TIMESTEP_SAMPLERS: raise ValueError(f"unknown timestep sampler {sampler!r} (use one of {TIMESTEP_SAMPLERS})")
+    if sampler == 'uniform': return SIGMA_EPS + (1 - SIGMA_EPS) * float(torch.rand((), generator=generator))
+    z = torch.randn((), generator=generator)
+    if sampler == 'shifted_logit_normal': return float(torch.sigmoid(shift_mu(n_tokens) + z))
+    u, pick = torch.rand(2, generator=generator).tolist()
+    return float(stretch_sigma(shift_mu(n_tokens), float(z), u, pick))
 
-# %% ../nbs/08_train.ipynb #5dcf06f5
+# %% ../nbs/08_train.ipynb #936a4bfa
 @dataclass
 class MaskedBatch:
     "Inputs and targets of one masked, reference-guided step (a batch of B items of one bucket)."
@@ -60,7 +80,7 @@ def masked_batch(transformer, # the video transformer (for RoPE)
                  s:dict,      # a cached sample: target, reference, keep, context, mask
                  sigma:float, # noise level of the regenerated tokens
                  noise,       # (N, C) standard normal
-                 fps:float=24.0,
+                 fps:float|None=None, # frame rate the model is told; None: the sample's own (cached `fps`), else 24
                  reference=None, # use these reference latents instead (the mismatched-reference check)
                  context=None,   # (context, mask) to use instead of the caption's (caption dropout)
                  drop_reference:bool=False, # leave the reference tokens out (reference dropout)
@@ -68,6 +88,7 @@ def masked_batch(transformer, # the video transformer (for RoPE)
     "Build the sequence of one step: clean reference, clean kept tokens, noised regenerated tokens."
     import torch
     from ltx_nb.model import pack_latents, sequence_coords
+    if fps is None: fps = float(s['fps']) if 'fps' in s else 24.0
     ref_lat = s['reference'] if reference is None else reference
     x = pack_latents(s['target'])                      # (N, C)
     ref = pack_latents(ref_lat)                        # (Nr, C)
@@ -111,7 +132,7 @@ def step_loss(transformer, b:MaskedBatch, fps:float=24.0, model=None, per_sample
     pred = forward_video(model or transformer, b.tokens, b.timesteps, b.sigma, b.coords, b.context, b.context_mask, fps=fps)
     return masked_loss(pred[:, b.n_ref:], b.velocity, b.regen, per_sample)
 
-# %% ../nbs/08_train.ipynb #b96a4c55
+# %% ../nbs/08_train.ipynb #a3c13424
 def step_generator(seed:int, step:int, rank:int=0):
     "A torch CPU generator for one step of one process."
     import torch
@@ -133,7 +154,7 @@ def draw_item(samples:list[dict], r:Request, k:int, device='cpu')->tuple:
     g = step_generator(r.seed, k)
     s = samples[sample_index(len(samples), r.seed, k)]
     n_tok = int(s['keep'].numel())
-    sigma = sample_sigma(n_tok, g)
+    sigma = sample_sigma(n_tok, g, r.timestep_sampler)
     noise = torch.randn(n_tok, s['target'].shape[0], generator=g).to(device)
     coins = torch.rand(2, generator=g).tolist()  # drawn after σ and noise, so those never depend on the rates
     return s, sigma, noise, coins[0], coins[1]
@@ -145,7 +166,8 @@ def step_batch(transformer, samples:list[dict], r:Request, step:int, rank:int=0,
     "(batch, σ of each item) of micro-step `micro` of `step` on process `rank`."
     draws = [draw_item(samples, r, draw_number(r, step, micro, rank, world, j), device) for j in range(r.batch_size)]
     drop_ref = draws[0][4] < r.reference_dropout_rate  # one coin per micro-step: a batch shares its sequence length
-    bs = [masked_batch(transformer, s, sg, noise, r.frame_rate,
+    fps = lambda s: float(s['fps']) if 'fps' in s else float(r.frame_rate)  # the clip's rate (`dataset.model_fps`), cached with it
+    bs = [masked_batch(transformer, s, sg, noise, fps(s),
                        context=empty if empty is not None and cap < r.caption_dropout_rate else None,
                        drop_reference=drop_ref) for s, sg, noise, cap, _ in draws]
     return stack_batches(bs), [d[1] for d in draws]
@@ -560,7 +582,7 @@ def run_loop(st:TrainState, progress:bool=True)->float:
     finally: sig.defer = False; st.bar.close()
     return time.perf_counter() - t0
 
-# %% ../nbs/08_train.ipynb #6e700a5e
+# %% ../nbs/08_train.ipynb #e4be65de
 def finish(st:TrainState, wall:float)->TrainResult:
     "Save the final checkpoint and LoRA, validate, plot, and mark the run completed with its summary."
     from ltx_nb.bench import throughput  # the same counters as the benchmarks
@@ -568,7 +590,8 @@ def finish(st:TrainState, wall:float)->TrainResult:
     total, trained, lora = st.r.number_of_steps, st.r.number_of_steps - st.start, None
     if st.main:
         save_checkpoint(st.run_dir, total, st.transformer, st.optimizer, st.scheduler, st.meta)
-        lora = save_lora(folded_lora_state(lora_state(st.transformer), st.r.lora_alpha, st.r.rank), st.run_dir/LORA, st.meta)
+        lora = save_lora(folded_lora_state(lora_state(st.transformer), st.r.lora_alpha, st.r.rank), st.run_dir/LORA, st.meta,
+                         dtype=st.r.lora_dtype)  # checkpoints stay fp32
     validate(st, total)
     summary = dict(steps_trained=trained, wall_s=wall, **throughput(st.tokens_per_step, trained, wall),
                    peak_memory_mb=peak_memory_mb(st.device), processes=st.world, device=st.device,
@@ -615,9 +638,9 @@ def train(r:Request|dict|str, # a request, its dict, or a request JSON path
             raise_run_dir_error(e, st.run_dir)
             raise
 
-# %% ../nbs/08_train.ipynb #e4be65de
+# %% ../nbs/08_train.ipynb #572b32c0
 def masked_eval_loss(transformer, samples:list[dict], seed:int=0, sigmas=(0.3, 0.6, 0.9), mismatched:bool=False,
-                     fps:float=24.0)->float:
+                     fps:float|None=None)->float:
     "Mean masked loss over samples × σ with fixed noise; `mismatched` gives each sample the next one's reference."
     import torch
     out = []
@@ -627,7 +650,7 @@ def masked_eval_loss(transformer, samples:list[dict], seed:int=0, sigmas=(0.3, 0
                 g = step_generator(seed, 10**7 + i * len(sigmas) + j)
                 noise = torch.randn(int(s['keep'].numel()), s['target'].shape[0], generator=g).to(s['target'].device)
                 ref = samples[(i + 1) % len(samples)]['reference'] if mismatched else None
-                out.append(float(step_loss(transformer, masked_batch(transformer, s, sg, noise, fps, ref), fps)))
+                out.append(float(step_loss(transformer, masked_batch(transformer, s, sg, noise, fps, ref))))
     return float(np.mean(out))
 
 def learning_check(run_dir:str|Path, # a completed run
@@ -642,9 +665,9 @@ def learning_check(run_dir:str|Path, # a completed run
     from ltx_nb.dataset import check_dataset
     samples = [c.load() for c in cache_dataset(check_dataset(r, progress=False), r, progress=False)]
     tr = add_lora(load_transformer(r.model).requires_grad_(False), r.rank).eval()
-    untrained = masked_eval_loss(tr, samples, seed, fps=r.frame_rate)
+    untrained = masked_eval_loss(tr, samples, seed)
     set_lora_state(tr, load_lora_state(run_dir/'lora.safetensors'))
-    trained = masked_eval_loss(tr, samples, seed, fps=r.frame_rate)
-    mismatched = masked_eval_loss(tr, samples, seed, mismatched=True, fps=r.frame_rate)
+    trained = masked_eval_loss(tr, samples, seed)
+    mismatched = masked_eval_loss(tr, samples, seed, mismatched=True)
     return dict(untrained=untrained, trained=trained, mismatched=mismatched,
                 trained_vs_untrained=trained / untrained, trained_vs_mismatched=trained / mismatched)

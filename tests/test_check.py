@@ -94,7 +94,7 @@ def test_folder_prints_table(clips, cache, wd):
     assert p.returncode == 0, p.stderr
     lines = p.stdout.splitlines()
     assert lines[0] == '3 triplets: 3 ok, 0 skipped, 0 with errors — 17 frames at 24 fps, 512×512, auto_scale_input=false'
-    assert lines[1].split() == ['name', 'status', 'target', 'reference', 'mask', 'regen', '%', 'tokens', 'notes']
+    assert lines[1].split() == ['name', 'status', 'target', 'reference', 'model', 'fps', 'mask', 'regen', '%', 'tokens', 'notes']
     rows = {l.split()[0]: l for l in lines[3:]}
     assert sorted(rows) == ['sample00', 'sample01', 'sample02']
     for name, kind in zip(rows, ('image', 'video', 'image')):

@@ -13,6 +13,7 @@ from ltx_nb.samples import triplet_files
 ROOT = Path(__file__).resolve().parents[1]
 EXE = Path(sys.executable).parent/'ltx-nb'
 SMALL = ['--number-of-frames', '9', '--resolution', 'low', '--aspect-ratio', '16:9', '--quiet']
+SQUARE = ['--number-of-frames', '9', '--resolution', 'low', '--aspect-ratio', '1:1', '--quiet']  # a half-size reference is exact here
 
 @functools.cache
 def _wired()->bool:
@@ -58,18 +59,18 @@ def test_npz_is_exact_and_matches_the_sampler(triplets, lora, tmp_path):
     prompt = 'replace the panel with stripes'
     out = tmp_path/'out.npz'
     r = sample('--model', EMBEDDED_MODEL, '--lora', lora, '--video', piece(triplets, 1, 'end'), '--mask', piece(triplets, 1, 'mask'),
-               '--reference', piece(triplets, 1, 'start'), '--prompt', prompt, '--steps', '1', '--seed', '7', *SMALL, '--out', out)
+               '--reference', piece(triplets, 1, 'start'), '--prompt', prompt, '--steps', '1', '--seed', '7', *SQUARE, '--out', out)
     assert r.returncode == 0, r.stderr[-3000:]
     assert out.name in r.stdout
     got = np.load(out)
     frames, white = got['frames'], got['white']
     # the same request in-process; the reference factor (2) comes from the LoRA's metadata
     req = parse_request(dict(training_data_url=str(triplets), model=EMBEDDED_MODEL, validation_number_of_frames=9,
-        validation_resolution='low', validation_aspect_ratio='16:9', reference_downscale_factor=2,
+        validation_resolution='low', validation_aspect_ratio='1:1', reference_downscale_factor=2,
         validation=[dict(prompt=prompt, video_url=str(piece(triplets, 1, 'end')), mask_url=str(piece(triplets, 1, 'mask')),
                          reference_video_url=str(piece(triplets, 1, 'start')))]))
     inp = fit_validation_entry(req.validation[0], req)
-    assert frames.shape == inp.source.shape == (9, 288, 512, 3) and inp.reference.shape == (9, 160, 256, 3)
+    assert frames.shape == inp.source.shape == (9, 512, 512, 3) and inp.reference.shape == (9, 256, 256, 3)
     assert np.array_equal(white, inp.white) and 0 < white.mean() < 1
     assert np.array_equal(frames[~white], inp.source[~white])               # kept pixels: exactly the source
     assert not np.array_equal(frames[white], inp.source[white])
@@ -81,7 +82,7 @@ def test_npz_is_exact_and_matches_the_sampler(triplets, lora, tmp_path):
     assert np.array_equal(frames, direct)
 
 def test_mp4_output_and_base_model(triplets, tmp_path):
-    "Without --lora it samples with the base model; .mp4 is H.264 at the requested rate and size."
+    "Without --lora it samples with the base model; .mp4 is H.264 at the requested size, playing at the rate the model was told."
     from ltx_nb.media import probe_video
     out = tmp_path/'sub'/'out.mp4'
     r = sample('--model', EMBEDDED_MODEL, '--video', piece(triplets, 0, 'end'), '--mask', piece(triplets, 0, 'mask'),
@@ -89,7 +90,9 @@ def test_mp4_output_and_base_model(triplets, tmp_path):
                '--frame-rate', '12', *SMALL, '--out', out)
     assert r.returncode == 0, r.stderr[-3000:]
     info = probe_video(out)
-    assert (info.frames, info.width, info.height, round(info.fps)) == (9, 512, 288, 12)
+    # without --auto-scale-input the source's frames keep their native timing, so the model is told (and the output
+    # plays at) the source's measured 24 fps, not --frame-rate 12 (`dataset.model_fps`, issue 10)
+    assert (info.frames, info.width, info.height, round(info.fps)) == (9, 512, 288, 24)
     import av
     with av.open(str(out)) as c: assert c.streams.video[0].codec_context.name == 'h264'
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from ltx_nb.core import load_request, latent_grid
+from ltx_nb.core import RequestError, load_request, latent_grid
 from ltx_nb.model import (LORA_TARGETS, add_lora, forward_video, load_lora_state, load_transformer, lora_metadata,
                           resolve_model, set_lora_state)
 from ltx_nb.rundir import latest_checkpoint, read_metrics
@@ -411,13 +411,19 @@ def test_the_lora_learns_to_use_the_reference(learning_proc):
 def test_reference_downscale_factor_2(req, work):
     from ltx_nb.dataset import check_dataset, reference_size
     from ltx_nb.latents import cache_dataset
-    r = load_request(req, dict(reference_downscale_factor=2))
+    with pytest.raises(RequestError, match='medium 16:9'):  # 288/2 = 144 is off the 32-pixel grid: refused up front
+        load_request(req, dict(reference_downscale_factor=2))
+    r = load_request(req, dict(reference_downscale_factor=2, aspect_ratio='1:1'))
     res = train(r, run_dir=work/'ref2', progress=False)
     assert res.status == 'completed' and lora_metadata(res.lora)['reference_downscale_factor'] == '2'
     rw, rh = reference_size(r.size, 2)
-    assert (rw, rh) == (256, 160)  # 288/2 = 144 is off the 32-pixel grid: snapped to 160
+    assert (rw, rh) == (256, 256)  # exactly half of 512×512
     for c in cache_dataset(check_dataset(r, progress=False), r, progress=False):
         s = c.load()
-        assert tuple(s['target'].shape[1:]) == latent_grid(17, 288, 512) == (3, 9, 16)
-        assert tuple(s['reference'].shape[1:]) == latent_grid(17, rh, rw) == (3, 5, 8)
-    assert read_metrics(res.run_dir)[0]['tokens'] == 3*9*16 + 3*5*8
+        assert tuple(s['target'].shape[1:]) == latent_grid(17, 512, 512) == (3, 16, 16)
+        assert tuple(s['reference'].shape[1:]) == latent_grid(17, rh, rw) == (3, 8, 8)
+    assert read_metrics(res.run_dir)[0]['tokens'] == 3*16*16 + 3*8*8
+    # the final LoRA is bf16 (lora_dtype's default), the last checkpoint fp32 and equal to it up to that rounding
+    final, ck = load_lora_state(res.lora), load_lora_state(res.run_dir/'checkpoints'/'step-000100'/'lora.safetensors')
+    assert {v.dtype for v in final.values()} == {torch.bfloat16} and {v.dtype for v in ck.values()} == {torch.float32}
+    assert all(torch.equal(final[k], ck[k].to(torch.bfloat16)) for k in ck)
