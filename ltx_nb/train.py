@@ -24,10 +24,11 @@ __all__ = ['TIMESTEP_SAMPLERS', 'SIGMA_EPS', 'UNIFORM_SHARE', 'SCHEDULERS', 'SIG
            'sample_index', 'draw_number', 'draw_item', 'step_batch', 'precision', 'make_optimizer', 'warmup_schedule',
            'peak_memory_mb', 'lora_metadata_for', 'plot_loss', 'TrainingFailed', 'TrainResult', 'TrainState',
            'check_features', 'start_run', 'check_data', 'check_run_dir', 'finished_result', 'prepare_run_dir',
-           'open_run', 'prepare_data', 'validation_callbacks', 'attach_lora', 'build_model', 'build_optimizer',
-           'resume', 'check_finite', 'apply_gradients', 'sigma_bucket_losses', 'log_step', 'dropout_rng', 'micro_step',
-           'train_step', 'StopSignals', 'save_state', 'validate', 'step_hooks', 'interrupt', 'make_bar', 'run_loop',
-           'finish', 'record_failure', 'train', 'masked_eval_loss', 'learning_check']
+           'open_run', 'prepare_data', 'validation_callbacks', 'attach_lora', 'uses_memory_knobs', 'build_model',
+           'build_optimizer', 'resume', 'check_finite', 'apply_gradients', 'sigma_bucket_losses', 'log_step',
+           'dropout_rng', 'micro_step', 'train_step', 'StopSignals', 'save_state', 'validate', 'step_hooks',
+           'interrupt', 'make_bar', 'run_loop', 'finish', 'record_failure', 'train', 'masked_eval_loss',
+           'learning_check']
 
 # %% ../nbs/08_train.ipynb #2e73e81b
 TIMESTEP_SAMPLERS = ('shifted_logit_normal_stretched', 'shifted_logit_normal', 'uniform')
@@ -293,7 +294,7 @@ class TrainState:
     @property
     def world(self)->int: return self.acc.num_processes
 
-# %% ../nbs/08_train.ipynb #9dd999ca
+# %% ../nbs/08_train.ipynb #022f8a1d
 def check_features(r:Request, device:str):
     "Refuse, before anything runs, the training features that cannot work on `device`."
     problems = []
@@ -353,7 +354,7 @@ def open_run(st:TrainState, report):
     st.log = RunLog(st.run_dir, st.r.number_of_steps, enabled=st.main)
     st.log.update(status=STATUS_PREPARING)
     if st.main:
-        write_config(st.run_dir, st.r, data_files=st.data); write_request(st.run_dir, st.r); write_report(st.run_dir, report)
+        write_config(st.run_dir, st.r, data_files=st.data, audio_branch='not loaded: video-only training'); write_request(st.run_dir, st.r); write_report(st.run_dir, report)
 
 # %% ../nbs/08_train.ipynb #d7250fb0
 def prepare_data(st:TrainState, report, progress:bool=True):
@@ -386,7 +387,7 @@ def validation_callbacks(st:TrainState, callbacks=None)->list:
             st.log.warn(f"validation at step {step} failed: {type(e).__name__}: {e}; training goes on, the LoRA is kept", step)
     return [validate]
 
-# %% ../nbs/08_train.ipynb #34ffbcab
+# %% ../nbs/08_train.ipynb #343a21d1
 def attach_lora(transformer, # the loaded base transformer; adapted in place
                 rank:int, seed:int, # LoRA rank; the seed of its initialisation
                 gradient_checkpointing:bool=False,
@@ -405,11 +406,17 @@ def attach_lora(transformer, # the loaded base transformer; adapted in place
     transformer.train()
     return params
 
+def uses_memory_knobs(r:Request, device:str)->bool:
+    "True when the request's memory knobs apply: on CUDA, or when one is set explicitly."
+    return device.startswith('cuda') or any(getattr(r, k) != 'auto' for k in ('vram', 'base_precision', 'offload'))
+
 def build_model(st:TrainState):
-    "Load the base transformer of the request and attach its LoRA."
+    "Load the (video-only) base transformer of the request, stored and placed by its memory knobs, and attach its LoRA."
     from ltx_nb.model import load_transformer, compute_dtype
-    r = st.r
-    st.transformer = load_transformer(r.model, compute_dtype(st.device, r.mixed_precision), st.acc.device)
+    from ltx_nb.memory import apply_memory_settings
+    r, knobs = st.r, uses_memory_knobs(st.r, st.device)
+    tr = load_transformer(r.model, compute_dtype(st.device, r.mixed_precision), 'cpu' if knobs else st.acc.device)
+    st.transformer = apply_memory_settings(tr, r, st.device) if knobs else tr  # the CPU copy never lands whole on a small card
     st.params = attach_lora(st.transformer, r.rank, r.seed, st.gradient_checkpointing, r.lora_alpha, r.lora_dropout)
     st.meta = lora_metadata_for(r)
     if r.compile:  # block by block, as diffusers' `compile_repeated_blocks`: one graph reused by every block
@@ -586,7 +593,7 @@ def run_loop(st:TrainState, progress:bool=True)->float:
 def finish(st:TrainState, wall:float)->TrainResult:
     "Save the final checkpoint and LoRA, validate, plot, and mark the run completed with its summary."
     from ltx_nb.bench import throughput  # the same counters as the benchmarks
-    from ltx_nb.model import save_lora, lora_state, folded_lora_state
+    from ltx_nb.model import save_lora, lora_state, folded_lora_state, audio_branch_loaded
     total, trained, lora = st.r.number_of_steps, st.r.number_of_steps - st.start, None
     if st.main:
         save_checkpoint(st.run_dir, total, st.transformer, st.optimizer, st.scheduler, st.meta)
@@ -595,7 +602,8 @@ def finish(st:TrainState, wall:float)->TrainResult:
     validate(st, total)
     summary = dict(steps_trained=trained, wall_s=wall, **throughput(st.tokens_per_step, trained, wall),
                    peak_memory_mb=peak_memory_mb(st.device), processes=st.world, device=st.device,
-                   mixed_precision=st.mixed_precision, gradient_checkpointing=st.gradient_checkpointing, resumed_from=st.start)
+                   mixed_precision=st.mixed_precision, gradient_checkpointing=st.gradient_checkpointing, resumed_from=st.start,
+                   audio_branch_loaded=audio_branch_loaded(st.transformer))
     if st.main:
         plot_loss(st.run_dir)
         st.log.update(status=STATUS_COMPLETED, step=total, loss=st.loss, eta_s=0, summary=summary,
