@@ -54,13 +54,13 @@ def build_transformer(size:dict, # REAL, CPU, QUICK or any layers/heads override
     return m
 
 
-def synthetic_sample(size:tuple[int,int], # target bucket (width, height)
+def synthetic_item(size:tuple[int,int], # target bucket (width, height)
                      frames:int=89, factor:int=1, # pixel frames; reference_downscale_factor
                      context_dim:int=256, # the transformer's inner dim (the connectors' output width)
                      device='cpu', seed:int=0, regen:float=0.4, # fraction of target tokens regenerated (a centred box)
                      context_tokens:int=CONTEXT_TOKENS,
                     )->dict:
-    "A cached sample as `CachedSample.load` returns it: random latents, a centred box to regenerate, a text context."
+    "A cached item as `CachedItem.load` returns it: random latents, a centred box to regenerate, a text context."
     import torch
     from ltx_nb.bench import step_tokens
     t = step_tokens(size, frames, factor)
@@ -71,7 +71,7 @@ def synthetic_sample(size:tuple[int,int], # target bucket (width, height)
     keep[:, (H - bh) // 2:(H - bh) // 2 + bh, (W - bw) // 2:(W - bw) // 2 + bw] = 0
     s = dict(target=torch.randn(LATENT_CHANNELS, F, H, W, generator=g),
              reference=torch.randn(LATENT_CHANNELS, *rg, generator=g), keep=keep,
-             context=torch.randn(context_tokens, context_dim, generator=g), mask=torch.ones(context_tokens, dtype=torch.long))
+             context=torch.randn(context_tokens, context_dim, generator=g), context_mask=torch.ones(context_tokens, dtype=torch.long))
     return {k: v.to(device) for k, v in s.items()}
 
 
@@ -111,11 +111,11 @@ class TrainStep:
     def tokens_per_step(self)->int: return self.st.tokens_per_step
 
 
-def first_inputs(st, sample:dict)->dict:
-    "The transformer's keyword arguments for `sample` at step 0, as `train` builds them (for the bare step)."
+def first_inputs(st, item:dict)->dict:
+    "The transformer's keyword arguments for `item` at step 0, as `train` builds them (for the bare step)."
     from ltx_nb.model import transformer_inputs
     from ltx_nb.train import step_batch
-    b, _ = step_batch(st.transformer, [sample], st.r, 0, device=sample['target'].device)
+    b, _ = step_batch(st.transformer, [item], st.r, 0, device=item['target'].device)
     return transformer_inputs(st.transformer, b.tokens, b.timesteps, b.sigma, b.coords, b.context, b.context_mask,
                               fps=st.r.frame_rate)
 

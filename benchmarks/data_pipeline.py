@@ -6,7 +6,7 @@ A "frame" is one training frame of a triplet: the target frame with its referenc
 decodes the same frames of the same video files (reference, target and a video mask), unscaled. Workers return only
 a frame count, so neither side pays for shipping pixels back.
 
-    python benchmarks/data_pipeline.py            # 4 triplets of 854×480×97 made by make_samples, bucket medium 16:9
+    python benchmarks/data_pipeline.py            # 4 triplets of 854×480×97 made by make_triplets, bucket medium 16:9
     python benchmarks/data_pipeline.py --quick    # seconds: 2 small triplets, bucket low 16:9, 17 frames
 """
 from __future__ import annotations
@@ -38,12 +38,12 @@ def load(item, r)->int:
 
 
 def sample_set(n:int, size:tuple[int,int], frames:int)->Path:
-    "The synthetic triplets, made once into the cache (make_samples is deterministic)."
+    "The synthetic triplets, made once into the cache (make_triplets is deterministic)."
     from ltx_nb.core import cache_dir
-    from ltx_nb.samples import make_samples
-    d = cache_dir('bench', f'samples-{n}-{size[0]}x{size[1]}-{frames}')
+    from ltx_nb.synth import make_triplets
+    d = cache_dir('bench', f'triplets-{n}-{size[0]}x{size[1]}-{frames}')
     if not (d/'.done').exists():
-        make_samples(d, n, frames, size)
+        make_triplets(d, n, frames, size)
         (d/'.done').touch()
     return d
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 import argparse, sys, tempfile
 from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parent))
-from bench_common import REAL, build_transformer, synthetic_sample, bench_state, TrainStep, first_inputs
+from bench_common import REAL, build_transformer, synthetic_item, bench_state, TrainStep, first_inputs
 
 CASES = [((768, 448), 1), ((768, 448), 2), ((768, 768), 1), ((768, 768), 2)]
 QUICK_CASES = [((256, 128), 1), ((256, 128), 2)]
@@ -55,20 +55,20 @@ def main(argv=None)->int:
     dtype = torch.bfloat16 if cuda else torch.float32  # CPUs without bf16 units crawl in bf16
     tr = build_transformer(size, a.device, dtype, video_only=not a.full_audio)
     n_params = sum(p.numel() for p in tr.parameters())
-    samples, peaks, flops = {}, {}, {}
+    items, peaks, flops = {}, {}, {}
     with tempfile.TemporaryDirectory() as run_dir:  # train's CUDA defaults: bf16 autocast, checkpointing on, fused AdamW
         st = bench_state(tr, Path(run_dir), a.device, gradient_checkpointing=True)
         step = TrainStep(st, sync=sync)
         for (wh, f) in cases:  # one warm-up step each, alone, for its peak memory; then the model FLOPs of a forward
             k = f"{wh[0]}×{wh[1]}×{frames}, ref {'full' if f == 1 else 'half'}"
-            samples[k] = [synthetic_sample(wh, frames, f, inner, a.device, context_tokens=ctx)]
+            items[k] = [synthetic_item(wh, frames, f, inner, a.device, context_tokens=ctx)]
             if cuda: torch.cuda.empty_cache(); torch.cuda.reset_peak_memory_stats(a.device)
-            step(samples[k])
+            step(items[k])
             peaks[k] = peak_memory_mb(a.device) if cuda else None
-            inputs = first_inputs(st, samples[k][0])
+            inputs = first_inputs(st, items[k][0])
             with torch.no_grad(), st.acc.autocast(): flops[k] = 3 * count_flops(lambda: tr(**inputs))
             del inputs
-        t = interleaved({k: (lambda s=s: step(s)) for k, s in samples.items()}, reps=reps, warmup=0, sync=sync)
+        t = interleaved({k: (lambda s=s: step(s)) for k, s in items.items()}, reps=reps, warmup=0, sync=sync)
     rows = []
     for (wh, f), (k, v) in zip(cases, t.items()):
         s, n = median(v), step_tokens(wh, frames, f)

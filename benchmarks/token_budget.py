@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse, sys, tempfile
 from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parent))
-from bench_common import CPU, QUICK, build_transformer, synthetic_sample, bench_state, TrainStep
+from bench_common import CPU, QUICK, build_transformer, synthetic_item, bench_state, TrainStep
 
 
 def main(argv=None):
@@ -28,10 +28,10 @@ def main(argv=None):
     frames, reps = (9 if a.quick else 89), a.reps or (2 if a.quick else 8)
     inner = size['num_attention_heads'] * size['attention_head_dim']
     tr = build_transformer(size)
-    samples = {f: [synthetic_sample((W, H), frames, f, inner)] for f in (1, 2)}
+    items = {f: [synthetic_item((W, H), frames, f, inner)] for f in (1, 2)}
     with tempfile.TemporaryDirectory() as run_dir:
         step = TrainStep(bench_state(tr, Path(run_dir)))
-        t = interleaved({'reference full': lambda: step(samples[1]), 'reference half': lambda: step(samples[2])},
+        t = interleaved({'reference full': lambda: step(items[1]), 'reference half': lambda: step(items[2])},
                         reps=reps, warmup=1)
     full = median(t['reference full'])
     rows = []

@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse, contextlib, sys, tempfile
 from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parent))
-from bench_common import CPU, QUICK, build_transformer, synthetic_sample, bench_state, TrainStep, first_inputs, bare_step
+from bench_common import CPU, QUICK, build_transformer, synthetic_item, bench_state, TrainStep, first_inputs, bare_step
 
 
 def main(argv=None):
@@ -30,17 +30,17 @@ def main(argv=None):
     frames, reps = a.frames or (9 if a.quick else 89), a.reps or (2 if a.quick else 10)
     inner = size['num_attention_heads'] * size['attention_head_dim']
     tr = build_transformer(size)
-    sample = synthetic_sample((W, H), frames, 1, inner)
+    item = synthetic_item((W, H), frames, 1, inner)
     with tempfile.TemporaryDirectory() as run_dir:
         st = bench_state(tr, Path(run_dir))
         step, params = TrainStep(st), st.params
-        inputs = first_inputs(st, sample)
-        t = interleaved({'train step': lambda: step([sample]),
+        inputs = first_inputs(st, item)
+        t = interleaved({'train step': lambda: step([item]),
                          'bare forward+backward': lambda: bare_step(tr, params, inputs, st.acc.autocast)},
                         reps=reps, warmup=1)
         if a.profile:
             from torch.profiler import profile, ProfilerActivity
-            with profile(activities=[ProfilerActivity.CPU]) as prof: step([sample])
+            with profile(activities=[ProfilerActivity.CPU]) as prof: step([item])
             print(prof.key_averages().table(sort_by='cpu_time_total', row_limit=25))
     tokens = step.tokens_per_step
     n_params = sum(p.numel() for n, p in tr.named_parameters() if 'lora_' not in n)

@@ -1,4 +1,4 @@
-"""The console script: `check` a dataset, run the `demo`; later chapters add `train`, `sample` and `runs`.
+"""The console script: `check` a dataset, `sample` a video, `train` requests, list the `runs`, run the `demo`; every request option is generated from the request table.
 
 Docs: https://ltx-nb.github.io/ltx_nb/cli.html.md"""
 
@@ -8,25 +8,53 @@ Docs: https://ltx-nb.github.io/ltx_nb/cli.html.md"""
 from __future__ import annotations
 import argparse, contextlib, json, os, sys
 from pathlib import Path
-from .core import (RequestError, LtxNbError, load_request, parse_request, parse_override, show_progress, QUIET_ENV,
-                         os_error_message)
+from dataclasses import fields
+from .core import (Request, RequestError, LtxNbError, load_request, parse_request, parse_override, is_remote, media_kind,
+                         DEFAULT_MODEL, EMBEDDED_MODEL, show_progress, QUIET_ENV, os_error_message)
 
 # %% auto #0
-__all__ = ['DEMO_OVERRIDES', 'DEBUG_ENV', 'cmd_check', 'cmd_train', 'cmd_run', 'cmd_runs', 'cmd_demo', 'build_parser', 'one_line',
-           'main']
+__all__ = ['CHECK_OPTIONS', 'DEMO_OVERRIDES', 'SAMPLE_OPTIONS', 'DEBUG_ENV', 'option_help', 'add_request_option', 'cmd_check',
+           'cmd_train', 'cmd_run', 'cmd_runs', 'cmd_demo', 'add_sample_parser', 'sample_cli', 'build_parser',
+           'one_line', 'main']
 
 # %% ../nbs/12_cli.ipynb #0196f4e7
+def _request_fields()->dict: return {f.name: f for f in fields(Request)}
+
+def option_help(name:str # a `Request` field
+               )->str:
+    "The help of the option that sets request field `name`: its doc, range and the table's default."
+    f = _request_fields()[name]; m = f.metadata
+    num = lambda v: str(v) if isinstance(v, int) else f"{v:g}"
+    rng = f"{num(m['lo'])}–{num(m['hi'])}; " if m['lo'] is not None and m['hi'] is not None else ''
+    d = f.default if not callable(f.default_factory) else f.default_factory()
+    d = 'on' if d is True else 'off' if d is False else repr(d) if not (isinstance(d, str) and len(d) > 40) else repr(d[:37] + '…')
+    return f"{m['doc']} ({rng}default: {d})".replace('%', '%%')
+
+def add_request_option(p:argparse.ArgumentParser, # the (sub)parser
+                       name:str,           # a `Request` field
+                       flag:str|None=None, # default: `--` + the name with dashes
+                       help:str|None=None, # default: `option_help(name)`
+                      ):
+    "Add an option that sets request field `name`, typed and checked by the request table (default `None`: the table's)."
+    m = _request_fields()[name].metadata
+    flag = flag or '--' + name.replace('_', '-')
+    kw = dict(dest=name, default=None, help=help or option_help(name))
+    if m['kind'] is bool: return p.add_argument(flag, action='store_const', const=True, **kw)
+    metavar = None if m['choices'] else {int: 'N', float: 'X'}.get(m['kind'], 'TEXT')
+    return p.add_argument(flag, type=m['kind'], choices=m['choices'], metavar=metavar, **kw)
+
+CHECK_OPTIONS = ('number_of_frames', 'frame_rate', 'resolution', 'aspect_ratio', 'auto_scale_input',
+                 'reference_downscale_factor', 'mask_dilation', 'trigger_phrase')
+
+# %% ../nbs/12_cli.ipynb #d86b33ec
 def _check_request(a)->'Request':
     "The request `ltx-nb check` runs: SRC's JSON, or a request around SRC, with the options applied."
-    opts = {k: v for k, v in dict(number_of_frames=a.number_of_frames, frame_rate=a.frame_rate, resolution=a.resolution,
-            aspect_ratio=a.aspect_ratio, auto_scale_input=True if a.auto_scale_input else None,
-            reference_downscale_factor=a.reference_downscale_factor, mask_dilation=a.mask_dilation,
-            trigger_phrase=a.trigger_phrase).items() if v is not None}
+    opts = {k: getattr(a, k) for k in CHECK_OPTIONS if getattr(a, k) is not None}
     if a.src.lower().endswith('.json') and os.path.lexists(a.src): return load_request(a.src, opts, check_paths=True)
     return parse_request(dict(training_data_url=a.src, **opts), base_dir=Path.cwd(), check_paths=True)
 
 def cmd_check(a)->int:
-    "Check a dataset and print its report; exit 0 when something can be trained on."
+    "Check a dataset and the request's validation entries, and print the report; exit 0 when something can be trained on."
     from ltx_nb.dataset import check_dataset, write_debug_dataset
     from ltx_nb.archive import refresh_sources
     r = _check_request(a)
@@ -37,7 +65,7 @@ def cmd_check(a)->int:
     if a.debug_dataset: write_debug_dataset(rep, r, a.debug_dataset, progress=False)
     return 0
 
-# %% ../nbs/12_cli.ipynb #2c03995c
+# %% ../nbs/12_cli.ipynb #1ab5a79e
 def _overrides(pairs)->dict:
     return dict(parse_override(s) for s in pairs or [])
 
@@ -89,24 +117,148 @@ def cmd_demo(a)->int:
               f"trained/mismatched-reference loss {d['trained_vs_mismatched']:.3f}")
     return code
 
-# %% ../nbs/12_cli.ipynb #bdaad0e9
+# %% ../nbs/12_cli.ipynb #279f2ea4
+SAMPLE_OPTIONS = {'--number-of-frames': 'validation_number_of_frames', '--frame-rate': 'validation_frame_rate',
+                  '--resolution': 'validation_resolution', '--aspect-ratio': 'validation_aspect_ratio',
+                  '--steps': 'validation_num_inference_steps', '--guidance-scale': 'validation_guidance_scale',
+                  '--stg-scale': 'stg_scale', '--seed': 'seed', '--negative-prompt': 'validation_negative_prompt',
+                  '--mask-dilation': 'mask_dilation', '--auto-scale-input': 'auto_scale_input', '--device': 'device',
+                  '--text-encoder': 'text_encoder'}
+
+def add_sample_parser(subparsers)->argparse.ArgumentParser:
+    "Register `sample` on an argparse subparsers object (`ltx-nb sample`)."
+    p = subparsers.add_parser('sample', help='regenerate the masked region of a video with a LoRA (or the base model)',
+                              description='Regenerate the white region of a video, guided by a reference video and a prompt; '
+                                          'every kept (black) pixel of the output equals the fitted source exactly.')
+    p.add_argument('--model', help=f"diffusers-format LTX-2.3 folder or hub id (default: the LoRA's base model, else {DEFAULT_MODEL}; "
+                                   f"{EMBEDDED_MODEL!r} for the tiny offline model)")
+    p.add_argument('--lora', help='lora.safetensors from a run (omit for the base model)')
+    p.add_argument('--video', required=True, help='source video (path, file:// or http(s):// URL)')
+    p.add_argument('--mask', required=True, help='mask image or video: WHITE = regenerate, BLACK = keep')
+    p.add_argument('--reference', required=True, help='reference/control video')
+    p.add_argument('--prompt', default='', help='the prompt, as given (no trigger phrase is added)')
+    p.add_argument('--out', required=True, help='output .mp4 (H.264) or .npz (exact uint8 frames and the mask)')
+    for flag, name in SAMPLE_OPTIONS.items(): add_request_option(p, name, flag)
+    add_request_option(p, 'reference_downscale_factor', help="encode the reference at 1/factor size (default: the LoRA's, "
+                       f"else {_request_fields()['reference_downscale_factor'].default})")
+    p.add_argument('--workdir', help='where URLs are downloaded (default: the ltx_nb cache)')
+    p.add_argument('--quiet', action='store_true', help='no progress bar')
+    p.set_defaults(func=sample_cli)
+    return p
+
+# %% ../nbs/12_cli.ipynb #c02259f1
+def _path_problems(a)->list[str]:
+    "Problems of the path flags: missing or special files, a mask or video of the wrong kind, an output of the wrong type."
+    from ltx_nb.masks import MASK_KINDS
+    from ltx_nb.core import source_problem, resolve_source
+    problems = []
+    for flag, v in (('--video', a.video), ('--mask', a.mask), ('--reference', a.reference)):
+        if is_remote(v): continue
+        if why := source_problem(resolve_source(v)): problems.append(f"{flag} {why}")  # a FIFO or device is never opened
+        elif flag == '--mask' and media_kind(v) is None:
+            problems.append(f"--mask {v}: {Path(v).suffix or 'no extension'} is not a supported mask kind ({MASK_KINDS})")
+        elif flag != '--mask' and media_kind(v) != 'video':
+            problems.append(f"{flag} {v}: not a video file (use mp4, mov, webm, mkv or avi)")
+    if Path(a.out).suffix.lower() not in ('.mp4', '.npz'): problems.append(f"--out {a.out}: use a .mp4 or .npz file")
+    if a.lora and (why := source_problem(a.lora)): problems.append(f"--lora {why}")
+    return problems
+
+def _cli_request(a, meta:dict, problems:list)->Request:
+    "A validated request carrying the sample settings (the request table's rules check every range and fill every default)."
+    problems = list(problems) + _path_problems(a)
+    flags = {name: flag for flag, name in SAMPLE_OPTIONS.items()} | {'reference_downscale_factor': '--reference-downscale-factor'}
+    params = {name: getattr(a, name) for name in flags if getattr(a, name) is not None}
+    factor = a.reference_downscale_factor or meta.get('reference_downscale_factor')
+    params.update(training_data_url=str(Path.cwd()), model=a.model or meta.get('base_model_id') or DEFAULT_MODEL,
+                  validation=[dict(prompt=a.prompt, video_url=a.video, mask_url=a.mask, reference_video_url=a.reference)],
+                  **({'reference_downscale_factor': int(factor)} if factor else {}))
+    if 'text_encoder' not in params and meta.get('text_encoder'): params['text_encoder'] = meta['text_encoder']  # the LoRA's
+    try: r = parse_request(params, base_dir=Path.cwd())
+    except RequestError as e:
+        for msg in e.problems:
+            k = msg.split(':', 1)[0]
+            problems.append(flags[k] + msg[len(k):] if k in flags else msg)
+        r = None
+    if problems: raise RequestError(problems, 'invalid sample arguments')
+    return r
+
+# %% ../nbs/12_cli.ipynb #1a8e7243
+def _read_lora(path)->tuple[dict,dict|None,list]:
+    "(metadata, weights, problems) of `--lora`; nothing when it is not given or missing (`_cli_request` says so)."
+    from ltx_nb.model import lora_metadata, load_lora_state
+    from ltx_nb.sampler import check_finite_lora, NonFiniteError
+    if not path or not Path(path).is_file(): return {}, None, []
+    try: meta, state = lora_metadata(path), load_lora_state(path)
+    except RequestError as e: return {}, None, [f"--lora {p}" for p in e.problems]
+    except Exception as e: return {}, None, [f"--lora {path}: not a safetensors LoRA file ({type(e).__name__}: {str(e)[:200]})"]
+    try: check_finite_lora(state, f"--lora {path}", 'the LoRA is broken: use an earlier checkpoint of its run')
+    except NonFiniteError as e: return meta, None, [str(e)]
+    return meta, state, []
+
+def _fit_cli_input(r:Request, workdir):
+    "The one `ValidationInput` of `ltx-nb sample`, its errors naming the command-line options."
+    from ltx_nb.dataset import fit_validation_entry, ValidationFit
+    try: return fit_validation_entry(r.validation[0], ValidationFit.from_request(r), workdir, name='input')
+    except RequestError as e:
+        flags = {'input.video_url': '--video', 'input.mask_url': '--mask', 'input.reference_video_url': '--reference'}
+        raise RequestError([next((f + m[len(k):] for k, f in flags.items() if m.startswith(k)), m) for m in e.problems],
+                           'invalid sample arguments') from None
+
+def _load_sampling_transformer(r:Request, meta:dict, state:dict|None, lora:str|None, device:str, dtype):
+    "The frozen transformer in `dtype` on `device`, with the LoRA applied when given."
+    from ltx_nb.model import load_transformer, add_lora, set_lora_state
+    tr = load_transformer(r.model, dtype, device).requires_grad_(False)
+    if state is not None:
+        ranks = {v.shape[0] for k, v in state.items() if '.lora_A.' in k}
+        rank = int(meta.get('rank') or (ranks.pop() if len(ranks) == 1 else 0))
+        try: set_lora_state(add_lora(tr, rank), state)
+        except (ValueError, RuntimeError) as e:
+            raise RequestError([f"--lora {lora}: does not fit the model {r.model!r} ({str(e)[:300]}); "
+                                "use the model it was trained on (--model)"]) from None
+    return tr.eval()
+
+# %% ../nbs/12_cli.ipynb #2d8a9a47
+def sample_cli(a)->int:
+    "`ltx-nb sample`: regenerate the masked region of one video and write it to `--out`."
+    meta, state, problems = _read_lora(a.lora)
+    r = _cli_request(a, meta, problems)
+    inp = _fit_cli_input(r, a.workdir)
+    # only now: bad arguments are refused without loading anything heavy
+    from ltx_nb.latents import encode_prompts, load_tensors, release
+    from ltx_nb.model import load_vae, load_scheduler, resolve_device, compute_dtype
+    from ltx_nb.sampler import SampleSettings, sample_masked
+    from ltx_nb.media import write_video
+    from ltx_nb.reels import save_npz
+    settings = SampleSettings.from_request(r)
+    device = resolve_device(r.device)
+    dtype = compute_dtype(device, r.mixed_precision)
+    embeds = [load_tensors(p, device) for p in encode_prompts([a.prompt, settings.negative_prompt], r.model, device=device, dtype=dtype,
+                                                                   text_encoder=r.text_encoder)]
+    tr = _load_sampling_transformer(r, meta, state, a.lora, device, dtype)
+    vae = load_vae(r.model, dtype, device)
+    if device.startswith('cuda'): vae.enable_tiling()
+    try: frames = sample_masked(tr, vae, load_scheduler(r.model), inp, tuple(embeds), settings, progress=not a.quiet)
+    finally: release(vae, tr)
+    out = Path(a.out); out.parent.mkdir(parents=True, exist_ok=True)
+    if out.suffix.lower() == '.npz': save_npz(out, frames=frames, white=inp.white)
+    else: write_video(out, frames, inp.fps)
+    print(f"{out}: {frames.shape[0]} frames {frames.shape[2]}x{frames.shape[1]} at {inp.fps:g} fps, "
+          f"regenerated {inp.white.mean():.1%} of the pixels")
+    return 0
+
+# %% ../nbs/12_cli.ipynb #6d76af37
 def build_parser()->argparse.ArgumentParser:
     "The `ltx-nb` argument parser."
     p = argparse.ArgumentParser(prog='ltx-nb', description='Masked, reference-guided video-to-video LoRA training for LTX-2.3.')
     sub = p.add_subparsers(dest='cmd', required=True, metavar='COMMAND')
     c = sub.add_parser('check', help='check a dataset (zip, folder, URL or request JSON) before any model work')
     c.add_argument('src', help='zip, folder, file:// or http(s):// URL, or a request .json')
-    c.add_argument('--number-of-frames', type=int); c.add_argument('--frame-rate', type=int)
-    c.add_argument('--resolution', choices=('low', 'medium', 'high')); c.add_argument('--aspect-ratio', choices=('16:9', '1:1', '9:16'))
-    c.add_argument('--auto-scale-input', action='store_true', help='resample clips to the frame rate and frame count')
-    c.add_argument('--reference-downscale-factor', type=int, choices=(1, 2)); c.add_argument('--mask-dilation', type=int)
-    c.add_argument('--trigger-phrase')
+    for name in CHECK_OPTIONS: add_request_option(c, name)
     c.add_argument('--json', action='store_true', help='print the report as JSON')
     c.add_argument('--debug-dataset', metavar='OUT.zip', help='also write the preprocessed data for inspection')
     c.add_argument('--workdir', help='where archives are extracted and downloaded (default: the ltx_nb cache)')
     c.add_argument('--refresh', action='store_true', help='download URLs again instead of revalidating cached copies')
     c.set_defaults(func=cmd_check)
-    from ltx_nb.sampler import add_sample_parser
     add_sample_parser(sub)
     from ltx_nb.memory import add_plan_parser
     add_plan_parser(sub)

@@ -277,6 +277,8 @@ class Request:
     timestep_sampler: str = _p('shifted_logit_normal_stretched', 'training σ distribution: the stretched shifted logit-normal with a 10% uniform share (Lightricks\' default), the plain shifted logit-normal, or uniform',
                                choices=('shifted_logit_normal_stretched', 'shifted_logit_normal', 'uniform'), kind=str, seed=False)
     lora_dtype: str = _p('bf16', 'dtype of the final lora.safetensors (checkpoints stay fp32 for exact resuming)', choices=('bf16', 'fp32'), kind=str, seed=False)
+    # caching (issue 16)
+    num_workers: int = _p(None, 'processes that decode and fit triplets while latents are cached; default one per spare CPU core (at most 8), 0: in the main process', lo=0, hi=64, kind=int, seed=False)
     # memory knobs (issue 11): `ltx_nb.memory` turns a preset into these and applies them; 'auto' = the preset's
     vram: str = _p('auto', "memory preset for a card of 24, 32, 48 or 80 GB; auto: from the card's free memory (no preset on the CPU)", choices=VRAM_PRESETS, kind=str, seed=False)
     base_precision: str = _p('auto', 'storage of the frozen transformer: bf16, fp8 (layerwise casting), int8 or nf4 (bitsandbytes); auto: the preset\'s, else the compute dtype', choices=('auto', 'bf16', 'fp8', 'int8', 'nf4'), kind=str, seed=False)
@@ -486,6 +488,6 @@ FEATURE_FIELDS = ('batch_size', 'gradient_accumulation_steps', 'lr_scheduler', '
 
 def request_hash(r:Request, n:int=10)->str:
     "A short hash of everything that changes what a run computes (not where it runs)."
-    d = {k: v for k, v in r.to_dict().items() if k not in ('run_dir', 'device', 'validation_interval', 'checkpoint_interval')}
+    d = {k: v for k, v in r.to_dict().items() if k not in ('run_dir', 'device', 'validation_interval', 'checkpoint_interval', 'num_workers')}
     d = {k: v for k, v in d.items() if not (k in FEATURE_FIELDS and v == _field_rules()[k].default)}  # older runs keep their hash
     return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:n]

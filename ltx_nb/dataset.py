@@ -11,12 +11,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 import numpy as np
 from .core import (Request, RequestError, LtxNbError, bucket_size, latent_grid, VAE_PIXELS, cache_dir,
-                         request_hash, atomic_path, exact_reference, exact_reference_buckets)
+                         request_hash, atomic_path, exact_reference, exact_reference_buckets, media_kind)
 
 # %% auto #0
 __all__ = ['reference_size', 'model_fps', 'variable_rate', 'fps_notes', 'TripletReport', 'FittedTriplet', 'triplet_notes',
            'check_triplet', 'DatasetReport', 'dataset_root', 'dataset_settings', 'check_dataset', 'load_triplet',
-           'write_debug_dataset']
+           'write_debug_dataset', 'ValidationInput', 'ValidationFit', 'fit_validation_entry', 'fit_validation_entries',
+           'check_validation_entries']
 
 # %% ../nbs/04_dataset.ipynb #b0b6780c
 def reference_size(size:tuple[int,int], # target bucket (width, height)
@@ -204,6 +205,7 @@ class DatasetReport:
     settings: dict
     items: list
     notes: list = field(default_factory=list)  # about the dataset as a whole, e.g. archives inside it (ignored)
+    validation: list = field(default_factory=list) # problems of the request's validation entries
 
     @property
     def ok(self)->list: return [i for i in self.items if i.ok]
@@ -232,7 +234,7 @@ class DatasetReport:
         w = [max(len(r[k]) for r in rows) for k in range(len(_COLS))]
         line = lambda r: '  '.join(c.ljust(w[k]) for k, c in enumerate(r)).rstrip()
         return '\n'.join([self.summary(), *(f"note: {n}" for n in self.notes), line(rows[0]), '  '.join('-'*n for n in w),
-                          *map(line, rows[1:])])
+                          *map(line, rows[1:]), *[f"error: {p}" for p in self.validation]])
 
     __repr__ = __str__
 
@@ -247,13 +249,13 @@ class DatasetReport:
 
     def to_dict(self)->dict:
         return dict(source=self.source, root=self.root, settings=self.settings, counts=self.counts(), notes=self.notes,
-                    triplets=[dataclasses.asdict(i) for i in self.items])
+                    triplets=[dataclasses.asdict(i) for i in self.items], validation_problems=self.validation)
 
     def to_json(self, indent=2)->str: return json.dumps(self.to_dict(), indent=indent, ensure_ascii=False)
 
     def raise_for_status(self):
-        "Raise the seed's 422 when any triplet has an error, or when none qualifies."
-        errs = [f"triplet '{i.name}': {i.reason}" for i in self.items if i.status == 'error']
+        "Raise the seed's 422 when any triplet or validation entry has an error, or when no triplet qualifies."
+        errs = [f"triplet '{i.name}': {i.reason}" for i in self.items if i.status == 'error'] + self.validation
         if errs: raise RequestError(errs, 'invalid dataset')
         if not self.ok:
             raise RequestError([f"triplet '{i.name}' skipped: {i.reason}" for i in self.items] +
@@ -280,7 +282,7 @@ def check_dataset(r:Request, # a validated request
                   workdir:str|Path|None=None, # where archives are extracted / downloaded
                   progress:bool=True, # show a tqdm bar
                  )->DatasetReport:
-    "Check every triplet of the request's dataset before any model work."
+    "Check every triplet of the request's dataset, and its validation entries, before any model work."
     from tqdm.auto import tqdm
     from ltx_nb.archive import find_triplets, nested_archives
     root = dataset_root(r, workdir)
@@ -288,7 +290,8 @@ def check_dataset(r:Request, # a validated request
     items = [check_triplet(t, r) for t in tqdm(triplets, desc='checking triplets', disable=not progress, leave=False)]
     notes = [f"{p.relative_to(root).as_posix()} is an archive inside the dataset: ignored (unpack its triplets into the dataset)"
              for p in nested_archives(root)]
-    return DatasetReport(r.training_data_url, str(root), dataset_settings(r), items, notes)
+    validation = check_validation_entries(r, workdir) if r.validation else []  # fetched, probed, fitted: before any model
+    return DatasetReport(r.training_data_url, str(root), dataset_settings(r), items, notes=notes, validation=validation)
 
 # %% ../nbs/04_dataset.ipynb #c7a43507
 def load_triplet(item:TripletReport, # an 'ok' row of a `DatasetReport`
@@ -339,3 +342,104 @@ def write_debug_dataset(report:DatasetReport, # a checked dataset
                 manifest['triplets'].append(entry)
             z.writestr('manifest.json', json.dumps(manifest, indent=2, ensure_ascii=False))
     return out
+
+# %% ../nbs/04_dataset.ipynb #db227a54
+@dataclass
+class ValidationInput:
+    "One entry fitted for sampling: source, white mask and reference at the validation bucket, and the prompt."
+    name: str
+    source: np.ndarray     # uint8 (F, H, W, 3): the video whose white region is regenerated
+    white: np.ndarray      # bool (F, H, W), True = regenerate
+    reference: np.ndarray  # uint8 (F, h, w, 3) at `reference_size(bucket, factor)`
+    prompt: str
+    fps: float = 24.0      # the rate the model is told and the outputs play at
+    paths: dict = field(default_factory=dict)     # local source, mask, reference files
+    geometry: dict = field(default_factory=dict)  # probes, fits and frame indices
+
+    def __repr__(self):
+        F, H, W = self.white.shape
+        return (f"ValidationInput({self.name}: {F} frames {W}x{H}, reference {self.reference.shape[2]}x"
+                f"{self.reference.shape[1]}, regenerate {self.white.mean():.1%}, prompt {self.prompt!r})")
+
+@dataclass
+class ValidationFit:
+    "How validation entries are fitted: frames, rate, bucket, time resampling and the reference factor."
+    frames: int                   # clip length, 8k+1
+    fps: float                    # the rate clips are taken at and the model is told
+    size: tuple                   # (width, height) of the bucket
+    auto_scale_input: bool        # resample in time to `fps` and fit to `frames`
+    reference_downscale_factor: int # the reference at 1/factor of `size`
+
+    @classmethod
+    def from_request(cls, r:Request)->'ValidationFit':
+        "The request's validation settings."
+        return cls(r.validation_number_of_frames, float(r.validation_frame_rate), r.validation_size, r.auto_scale_input,
+                   r.reference_downscale_factor)
+
+# %% ../nbs/04_dataset.ipynb #576cd802
+def _fetch_entry(entry:dict, workdir, name:str)->dict:
+    "Local files of an entry's source, mask and reference; raises listing every one that cannot be had."
+    from ltx_nb.archive import fetch_file
+    problems, paths = [], {}
+    for role, key in (('source', 'video_url'), ('mask', 'mask_url'), ('reference', 'reference_video_url')):
+        try: paths[role] = fetch_file(entry[key], workdir)
+        except RequestError as e: problems += [f"{name}.{key}: {p}" for p in e.problems]
+    if problems: raise RequestError(problems)
+    return paths
+
+def _probe_entry(paths:dict, fit:ValidationFit, name:str)->tuple[dict,dict]:
+    "(probes, frame indices) of an entry's source and reference; raises listing every problem."
+    from ltx_nb.media import probe_video, clip_frame_indices, ClipTooShort
+    from ltx_nb.masks import MASK_KINDS
+    problems, infos, idx = [], {}, {}
+    if media_kind(paths['mask']) is None:
+        problems.append(f"{name}.mask_url: {paths['mask'].name} is not a supported mask ({MASK_KINDS})")
+    for role, key in (('source', 'video_url'), ('reference', 'reference_video_url')):
+        try:
+            infos[role] = info = probe_video(paths[role])
+            idx[role] = clip_frame_indices(info, fit.frames, fit.fps, fit.auto_scale_input, role)
+        except ClipTooShort as e:
+            problems.append(f"{name}.{key}: {paths[role]}: {e} (validation_number_of_frames is {fit.frames}; "
+                            "give a longer clip, lower validation_number_of_frames, or turn on auto_scale_input)")
+        except RequestError as e: problems += [f"{name}.{key}: {p}" for p in e.problems]
+    if problems: raise RequestError(problems)
+    return infos, idx
+
+def fit_validation_entry(entry:dict,  # a `Request.validation` item: prompt, video_url, mask_url, reference_video_url
+                         fit:ValidationFit, # frames, rate, bucket, auto_scale_input, reference factor
+                         workdir:str|Path|None=None, # where URLs are downloaded (default: the cache)
+                         name:str='validation[0]',   # how errors name the entry
+                        )->ValidationInput:
+    "Fetch and fit one validation entry like a training triplet (the source in the target's role)."
+    from ltx_nb.media import fit_geometry, read_clip
+    from ltx_nb.masks import load_mask
+    paths = _fetch_entry(entry, workdir, name)
+    infos, idx = _probe_entry(paths, fit, name)
+    W, H = fit.size
+    rw, rh = reference_size(fit.size, fit.reference_downscale_factor)
+    sfit = fit_geometry(*infos['source'].size, W, H)
+    rfit = fit_geometry(*infos['reference'].size, rw, rh)
+    try: white = load_mask(paths['mask'], infos['source'], idx['source'], sfit)
+    except RequestError as e: raise RequestError([f"{name}.mask_url: {p}" for p in e.problems]) from None
+    geometry = dict(source_fit=dataclasses.asdict(sfit), reference_fit=dataclasses.asdict(rfit),
+                    source_indices=list(map(int, idx['source'])), reference_indices=list(map(int, idx['reference'])))
+    return ValidationInput(name, read_clip(paths['source'], idx['source'], sfit, infos['source']), white,
+                           read_clip(paths['reference'], idx['reference'], rfit, infos['reference']), entry.get('prompt', ''),
+                           model_fps(infos['source'].fps, fit.fps, fit.auto_scale_input), {k: str(p) for k, p in paths.items()}, geometry)
+
+# %% ../nbs/04_dataset.ipynb #d8ab18b3
+def fit_validation_entries(r:Request, # a validated request
+                           workdir:str|Path|None=None, # where URLs are downloaded
+                          )->list[ValidationInput]:
+    "Every validation entry of `r`, fitted; raises one `RequestError` listing the problems of all of them."
+    fit, out, problems = ValidationFit.from_request(r), [], []
+    for k, e in enumerate(r.validation):
+        try: out.append(fit_validation_entry(e, fit, workdir, f'validation[{k}]'))
+        except RequestError as err: problems += err.problems
+    if problems: raise RequestError(problems, 'invalid validation entries')
+    return out
+
+def check_validation_entries(r:Request, workdir:str|Path|None=None)->list[str]:
+    "The problems of `r`'s validation entries (empty when every one fits)."
+    try: fit_validation_entries(r, workdir); return []
+    except RequestError as e: return list(e.problems)

@@ -15,7 +15,8 @@ from .dataset import DatasetReport, TripletReport, load_triplet, dataset_setting
 
 # %% auto #0
 __all__ = ['TILE_ABOVE', 'file_digest', 'component_fingerprint', 'latent_key', 'text_key', 'save_tensors', 'load_tensors',
-           'CachedSample', 'release', 'encode_clip', 'encode_prompts', 'cache_dataset']
+           'caching_workers', 'fitted_tensors', 'FittedTriplets', 'fitted_triplets', 'CachedItem', 'release',
+           'encode_clip', 'encode_prompts', 'cache_dataset']
 
 # %% ../nbs/07_latents.ipynb #a276c8f2
 _digests = {}
@@ -55,14 +56,14 @@ def latent_key(item:TripletReport, r:Request, model:str, dtype='float32')->str:
     "Cache key of a triplet's latents, keep-mask and fps (v2: entries carry the fps the model is told; the VAE's dtype counts)."
     files = [file_digest(item.paths[k]) for k in ('reference', 'target', 'mask')]
     s = {k: v for k, v in dataset_settings(r).items() if k != 'trigger_phrase'}
-    return _key('latents-v2', files, s, component_fingerprint(model, 'vae'), str(dtype).removeprefix('torch.'), TILE_ABOVE)
+    return _key('latents-v3', files, s, component_fingerprint(model, 'vae'), str(dtype).removeprefix('torch.'), TILE_ABOVE)  # v3: also near-bucket clips decode full size, then resize
 
 def text_key(prompt:str, model:str, dtype='float32',
              text_encoder:str|None=None, # the Gemma 3 folder of a single-file `model`
             )->str:
     "Cache key of a prompt's text embeddings (the encoder's dtype counts: bf16 on CUDA, fp32 on the CPU)."
     gemma = component_fingerprint(text_encoder, '.') if text_encoder else component_fingerprint(model, 'text_encoder')
-    return _key('text-v2', prompt, gemma, component_fingerprint(model, 'connectors'), str(dtype).removeprefix('torch.'))
+    return _key('text-v3', prompt, gemma, component_fingerprint(model, 'connectors'), str(dtype).removeprefix('torch.'))
 
 # %% ../nbs/07_latents.ipynb #53fc8e98
 def save_tensors(tensors:dict, path:str|Path, metadata:dict|None=None)->Path:
@@ -80,17 +81,57 @@ def load_tensors(path:str|Path, device='cpu')->dict:
     dev = torch.device(device)
     return load_file(str(path), device='cpu' if dev.type == 'cpu' else str(dev))  # safetensors refuses 'cpu:0'
 
-# %% ../nbs/07_latents.ipynb #f275a889
+# %% ../nbs/07_latents.ipynb #7204d985
+def caching_workers(n:int|None=None, # the request's `num_workers`; None: from the CPU count
+                   )->int:
+    "Decode processes for caching: `n`, else one per CPU core beyond the main process's, at most 8."
+    if n is not None: return max(0, int(n))
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else (os.cpu_count() or 1)
+    return max(0, min(8, cores - 1))
+
+def fitted_tensors(item:TripletReport, # an 'ok' row of a `DatasetReport`
+                   r:Request,          # the request it was checked against
+                  )->dict:
+    "A triplet decoded and fitted as the VAE takes it: uint8 `target` and `reference` (T, H, W, 3), float `keep`."
+    import torch
+    ft = load_triplet(item, r)
+    return dict(target=torch.from_numpy(ft.target), reference=torch.from_numpy(ft.reference), keep=torch.from_numpy(ft.keep))
+
+class FittedTriplets:
+    "The triplets to cache as a map-style dataset (what a `DataLoader` worker runs): item k's `fitted_tensors`."
+    def __init__(self, items:list, r:Request): self.items, self.r = list(items), r
+    def __len__(self)->int: return len(self.items)
+    def __getitem__(self, k:int)->dict:
+        try: return dict(index=k, **fitted_tensors(self.items[k], self.r))
+        except Exception as e: return dict(index=k, failed=f'{type(e).__name__}: {e}')
+
+def _in_order(batches, items:list, r:Request):
+    "(item, tensors) per loaded triplet; a worker's failure is decoded again here, to raise it with its own type."
+    for d in batches:
+        item = items[d['index']]
+        yield item, (fitted_tensors(item, r) if 'failed' in d else d)
+
+def fitted_triplets(items:list,        # 'ok' rows of a `DatasetReport`
+                    r:Request,         # the request they were checked against
+                    num_workers:int=0, # decode processes (0: in this one, as each is asked for)
+                   ):
+    "An iterator of (item, tensors) in order; with workers, decoding starts now and runs up to two items each ahead."
+    from torch.utils.data import DataLoader
+    n = min(num_workers, len(items))
+    dl = DataLoader(FittedTriplets(items, r), batch_size=None, num_workers=n, prefetch_factor=2 if n else None)
+    return _in_order(iter(dl), items, r)  # iter() starts the workers before the caller loads its model
+
+# %% ../nbs/07_latents.ipynb #bcbf4f28
 @dataclass
-class CachedSample:
-    "One training sample in the cache: where its latents and its caption's embeddings are."
+class CachedItem:
+    "One training item in the cache: where its latents and its caption's embeddings are."
     name: str
     latents: Path   # target (C,F,H,W), reference (C,F,h,w), keep (F,H,W)
-    text: Path      # context (L,D), mask (L,)
+    text: Path      # context (L,D), context_mask (L,)
     caption: str
 
     def load(self, device='cpu')->dict:
-        "The sample's tensors."
+        "The item's tensors."
         return {**load_tensors(self.latents, device), **load_tensors(self.text, device)}
 
 def release(*models):
@@ -126,7 +167,7 @@ def _embed_prompts(todo:list, model:str, device, dtype, text_encoder:str|None=No
     te = load_text_encoder(model, dtype, device, text_encoder=text_encoder)
     for p, path in todo:
         ctx, _, mask = te.encode(p)
-        save_tensors(dict(context=ctx[0].float(), mask=mask[0]), path, dict(prompt=p))
+        save_tensors(dict(context=ctx[0].float(), context_mask=mask[0]), path, dict(prompt=p))
 
 def encode_prompts(prompts:list[str], # captions or validation prompts
                    model:str,         # the model whose text encoder to use
@@ -135,7 +176,7 @@ def encode_prompts(prompts:list[str], # captions or validation prompts
                    dtype=None,   # its dtype; default bf16 on CUDA, fp32 on the CPU
                    text_encoder:str|None=None, # the Gemma 3 folder of a single-file `model` (`Request.text_encoder`)
                   )->list[Path]:
-    "Cached text embeddings (context, mask) of each prompt; encodes only the new ones."
+    "Cached text embeddings (context, context_mask) of each prompt; encodes only the new ones."
     cache = Path(cache) if cache else cache_dir('latents')
     dtype = _dtype_for(device, dtype)
     paths = [cache/'text'/f'{text_key(p, model, dtype, text_encoder)}.safetensors' for p in prompts]
@@ -145,26 +186,37 @@ def encode_prompts(prompts:list[str], # captions or validation prompts
         release()
     return paths
 
-def _encode_triplets(todo:list, r:Request, device, dtype, progress:bool):
-    "Load the VAE, encode and store each (item, path) of `todo`; returning drops the last reference to it."
-    import torch
+def _encode_triplets(todo:list, r:Request, device, dtype, workers:int, progress:bool, on_item):
+    "Load the VAE and encode each (item, path) of `todo` while workers decode the next, storing each as it is done."
+    import time, torch
     from tqdm.auto import tqdm
     from ltx_nb.model import load_vae
+    frames = fitted_triplets([i for i, _ in todo], r, workers)  # workers decode while the VAE loads
     vae = load_vae(r.model, dtype, device)
-    for item, path in tqdm(todo, desc='encoding latents', disable=not progress, leave=False):
-        ft = load_triplet(item, r)
-        fps = float(item.fps if item.fps is not None else r.frame_rate)  # `dataset.model_fps`, decided by the check
-        save_tensors(dict(target=encode_clip(vae, ft.target), reference=encode_clip(vae, ft.reference),
-                          keep=torch.from_numpy(ft.keep), fps=torch.tensor(fps, dtype=torch.float64)),
-                     path, dict(name=item.name, fps=fps))
+    bar = tqdm(total=len(todo), desc='caching latents', unit='triplet', disable=not progress, leave=False)
+    t0, n = time.perf_counter(), 0
+    try:
+        for k, (item, d) in enumerate(frames):
+            fps = float(item.fps if item.fps is not None else r.frame_rate)  # `dataset.model_fps`, decided by the check
+            save_tensors(dict(target=encode_clip(vae, d['target']), reference=encode_clip(vae, d['reference']),
+                              keep=d['keep'], fps=torch.tensor(fps, dtype=torch.float64)),
+                         todo[k][1], dict(name=item.name, fps=fps))
+            n += len(d['target'])
+            rate = n / max(time.perf_counter() - t0, 1e-9)
+            bar.update(1); bar.set_postfix_str(f'{rate:.1f} frames/s')
+            if on_item: on_item(k + 1, len(todo), rate)
+    finally:
+        frames.close(); bar.close()  # returning drops the last reference to the VAE
 
 def cache_dataset(report:DatasetReport, # a checked dataset
                   r:Request,            # the request it was checked against
                   cache:Path|None=None, # cache root (default: the ltx_nb cache)
                   device='cpu', # where the VAE and text encoder run
                   dtype=None,   # their dtype; default bf16 on CUDA, fp32 on the CPU
-                  progress:bool=True,
-                 )->list[CachedSample]:
+                  progress:bool=True,   # a tqdm bar: n/N triplets, frames/s, ETA
+                  num_workers:int|None=None, # decode processes; None: the request's `num_workers` (default from the CPUs)
+                  on_item=None,         # called as on_item(done, total, frames_per_s) after each triplet is written
+                 )->list[CachedItem]:
     "Encode every qualifying triplet (latents, keep-mask, fps, caption) into the cache; reuse what is there."
     cache = Path(cache) if cache else cache_dir('latents')
     dtype = _dtype_for(device, dtype)
@@ -172,7 +224,8 @@ def cache_dataset(report:DatasetReport, # a checked dataset
     lat_paths = [cache/'video'/f'{latent_key(i, r, r.model, dtype)}.safetensors' for i in items]
     todo = [(i, p) for i, p in zip(items, lat_paths) if not p.exists()]
     if todo:
-        _encode_triplets(todo, r, device, dtype, progress)
+        workers = caching_workers(r.num_workers if num_workers is None else num_workers)
+        _encode_triplets(todo, r, device, dtype, workers, progress, on_item)
         release()  # the VAE is gone before the text encoder loads
     txt_paths = encode_prompts([i.caption for i in items], r.model, cache, device, dtype, text_encoder=r.text_encoder)
-    return [CachedSample(i.name, lp, tp, i.caption) for i, lp, tp in zip(items, lat_paths, txt_paths)]
+    return [CachedItem(i.name, lp, tp, i.caption) for i, lp, tp in zip(items, lat_paths, txt_paths)]

@@ -15,7 +15,7 @@ from .core import (RequestError, VAE_PIXELS, IMAGE_EXTS, VIDEO_EXTS, media_kind,
 from .media import Fit, VideoInfo, fit_geometry, probe_video, read_clip
 
 # %% auto #0
-__all__ = ['LUMA', 'WHITE_THRESHOLD', 'MASK_KINDS', 'keep_from_white', 'image_luminance', 'fit_plane', 'load_mask',
+__all__ = ['LUMA', 'WHITE_THRESHOLD', 'MASK_KINDS', 'keep_from_white', 'image_luminance', 'fit_plane', 'rgb_white', 'load_mask',
            'latent_white', 'latent_keep_mask', 'mask_coverage', 'mask_overlay', 'MaskView']
 
 # %% ../nbs/03_masks.ipynb #744bb2c0
@@ -57,6 +57,13 @@ def fit_plane(lum:np.ndarray, # float (H, W) at any size
     return a[fit.rows, fit.cols]
 
 # %% ../nbs/03_masks.ipynb #6d0b2887
+def rgb_white(rgb:np.ndarray # uint8 (T, H, W, 3) mask frames
+             )->np.ndarray:
+    "White (regenerate) where a frame's luminance is at least `WHITE_THRESHOLD`: bool (T, H, W), a frame at a time."
+    out = np.empty(rgb.shape[:-1], bool)
+    for k, f in enumerate(rgb): out[k] = f.astype(np.float32) @ (LUMA / 255) >= WHITE_THRESHOLD  # no 4-byte copy of the clip
+    return out
+
 def _load_image(path:Path):
     from PIL import Image, UnidentifiedImageError
     try:
@@ -86,10 +93,11 @@ def load_mask(path:str|Path,          # mask image or video
         return np.repeat(white[None], len(indices), axis=0)
     info = probe_video(path, backend)
     src = [min(int(i), info.frames - 1) for i in indices]  # shorter: the last frame is held; longer: trimmed
-    rgb = read_clip(path, src, replace(fit, src_w=info.width, src_h=info.height), info=info, backend=backend)
-    return rgb.astype(np.float32) @ (LUMA / 255) >= WHITE_THRESHOLD
+    rgb = read_clip(path, src, replace(fit, src_w=info.width, src_h=info.height), info=info, backend=backend,
+                    scaler='decoder')  # one scaler for every mask, so its pixels (and threshold) never move
+    return rgb_white(rgb)
 
-# %% ../nbs/03_masks.ipynb #39a68e7a
+# %% ../nbs/03_masks.ipynb #5763f28e
 def _grow(a:np.ndarray, n:int, axis:int)->np.ndarray:
     "Binary dilation by `n` cells along one axis."
     out = a.copy()

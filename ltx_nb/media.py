@@ -13,8 +13,9 @@ import numpy as np
 from .core import LtxNbError, RequestError, source_problem
 
 # %% auto #0
-__all__ = ['DECODER_ENV', 'REENCODE_HINT', 'ffmpeg_exe', 'write_video', 'ClipTooShort', 'unreadable', 'VideoInfo', 'probe_video',
-           'resample_indices', 'fit_length', 'clip_frame_indices', 'Fit', 'fit_geometry', 'crop', 'read_clip']
+__all__ = ['DECODER_ENV', 'REENCODE_HINT', 'FULL_DECODE_ABOVE', 'ffmpeg_exe', 'write_video', 'ClipTooShort', 'unreadable',
+           'VideoInfo', 'probe_video', 'resample_indices', 'fit_length', 'clip_frame_indices', 'Fit', 'fit_geometry',
+           'crop', 'decode_path', 'resize_frames', 'read_clip']
 
 # %% ../nbs/02_media.ipynb #48357de3
 _ENCODERS = {  # extension -> (ffmpeg encoder arguments, default pixel format); `{crf}` is filled in
@@ -263,9 +264,27 @@ def crop(frames:np.ndarray, # (..., H, W, C) frames already scaled to `fit`'s sc
     return frames[..., fit.rows, fit.cols, :]
 
 # %% ../nbs/02_media.ipynb #f7d6f597
-def _decode_decord(path, want:list[int], w:int, h:int)->np.ndarray:
+FULL_DECODE_ABOVE = 0.9  # downscales milder than this (sources < 1.11× the bucket) decode at full size, then resize
+
+def decode_path(fit:Fit # the clip's geometry
+               )->str:
+    "'full' (full-size decode, then `resize_frames`) where that is cheaper than the decoder's own scaler, else 'scaled'."
+    return 'full' if FULL_DECODE_ABOVE < fit.scale < 1 else 'scaled'
+
+def resize_frames(a:np.ndarray, # uint8 (T, H, W, 3)
+                  w:int, h:int, # output size
+                 )->np.ndarray:
+    "Frames resized to w×h with antialiased bilinear filtering on integers (torch's uint8 path): uint8 (T, h, w, 3)."
+    import torch
+    t = torch.from_numpy(np.ascontiguousarray(a)).permute(0, 3, 1, 2)  # channels-last memory: the fast uint8 kernel
+    out = torch.nn.functional.interpolate(t, size=(h, w), mode='bilinear', antialias=True)
+    return out.permute(0, 2, 3, 1).contiguous().numpy()
+
+def _decode_decord(path, want:list[int], w:int, h:int, full:bool=False)->np.ndarray:
     import decord
-    a = decord.VideoReader(str(path), width=w, height=h).get_batch(want).asnumpy()
+    vr = decord.VideoReader(str(path)) if full else decord.VideoReader(str(path), width=w, height=h)
+    a = vr.get_batch(want).asnumpy()
+    if full: a = resize_frames(a, w, h)
     if a.shape != (len(want), h, w, 3): raise ValueError(f"decord returned frames shaped {a.shape}")
     return a
 
@@ -286,6 +305,7 @@ def read_clip(path:str|Path,           # a video file
               fit:Fit|None=None,       # geometry from this clip's display size to the bucket; None: full size
               info:VideoInfo|None=None, # its probe, to save probing again
               backend:str|None=None,   # 'decord' or 'pyav'; default `$LTX_NB_DECODER`, else decord
+              scaler:str='auto',       # 'auto': the cheaper of `decode_path`; 'decoder': always the decoder's (masks)
              )->np.ndarray:
     "Decode `indices` of a video, scaled, turned upright and cropped by `fit`: uint8 (T, H, W, 3)."
     info = info or probe_video(path, backend)
@@ -299,7 +319,7 @@ def read_clip(path:str|Path,           # a video file
     w, h = (fit.scaled_h, fit.scaled_w) if info.rotation % 180 else (fit.scaled_w, fit.scaled_h)
     a = None
     if info.backend == 'decord' and info.rotation == 0 and _decoder(backend) == 'decord':
-        try: a = _decode_decord(path, want, w, h)
+        try: a = _decode_decord(path, want, w, h, full=scaler == 'auto' and decode_path(fit) == 'full')
         except Exception: a = None  # PyAV reads the same pixels
     if a is None:
         try: a = _decode_pyav(path, want, w, h)

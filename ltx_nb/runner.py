@@ -6,7 +6,7 @@ Docs: https://ltx-nb.github.io/ltx_nb/runner.html.md"""
 
 # %% ../nbs/11_runner.ipynb #aebfbda9
 from __future__ import annotations
-import itertools, json, os, threading, time
+import dataclasses, itertools, json, os, threading, time
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from .core import (Request, RequestError, LtxNbError, load_request, parse_request, parse_override,
@@ -15,9 +15,9 @@ from .rundir import (LORA, LOSS_PLOT, PROGRESS, REQUEST, STATUS_COMPLETED, STATU
                            read_progress, completed_progress, validation_dir, process_alive, run_status)
 
 # %% auto #0
-__all__ = ['JOB_NOTEBOOK', 'job_notebook_path', 'demo_request_path', 'job_request', 'reel_preview', 'RunOutputs', 'run_outputs',
-           'Job', 'expand_sweeps', 'plan_jobs', 'JobResult', 'run_job', 'summary_table', 'RunInfo', 'run_info',
-           'RunsTable', 'list_runs']
+__all__ = ['JOB_NOTEBOOK', 'JOB_DEFAULTS', 'JOB_SETTINGS', 'job_notebook_path', 'demo_request_path', 'job_request',
+           'job_parameters_source', 'reel_preview', 'RunOutputs', 'run_outputs', 'Job', 'expand_sweeps', 'plan_jobs',
+           'JobResult', 'run_job', 'summary_table', 'RunInfo', 'run_info', 'RunsTable', 'list_runs']
 
 # %% ../nbs/11_runner.ipynb #d4fb601a
 JOB_NOTEBOOK = 'train_v2v_masked.ipynb'
@@ -36,7 +36,7 @@ def demo_request_path()->Path:
     if here.exists(): return here
     d = cache_dir('demo_samples')
     if not (d/'request.json').exists():
-        from ltx_nb.samples import write_data_samples
+        from ltx_nb.synth import write_data_samples
         write_data_samples(d)
     return d/'request.json'
 
@@ -48,10 +48,26 @@ def job_request(ns:dict # the job notebook's globals (its parameters)
     p = {k: ns[k] for k in names if k in ns}
     if not p.get('training_data_url'): p['training_data_url'] = str(demo_request_path().parent)
     if not p.get('run_dir'): p.pop('run_dir', None)
-    if p.get('validation_negative_prompt') is None: p['validation_negative_prompt'] = DEFAULT_NEGATIVE_PROMPT
     return parse_request(p, base_dir=Path.cwd(), check_paths=True)
 
 # %% ../nbs/11_runner.ipynb #c3d6c029
+JOB_DEFAULTS = dict(training_data_url='', trigger_phrase='repl4ce', rank=8, number_of_steps=100, learning_rate=0.002,
+                    number_of_frames=17, resolution='low', validation_number_of_frames=17, validation_resolution='low',
+                    model='embedded:tiny', run_dir='', checkpoint_interval=50, validation_interval=0,
+                    validation_num_inference_steps=8, warmup_steps=10)  # small enough for a CPU; '': the bundled samples, outputs/<hash>
+JOB_SETTINGS = dict(progress=True, run_learning_check=False)  # the job's own switches (not request parameters)
+
+def _literal(v)->str: return json.dumps(v, ensure_ascii=False) if isinstance(v, str) else repr(v)
+
+def job_parameters_source()->str:
+    "The source of the job notebook's `parameters` cell: every request field with its job default."
+    unknown = set(JOB_DEFAULTS) - {f.name for f in fields(Request)}
+    if unknown: raise LtxNbError(f"JOB_DEFAULTS names fields the request table lacks: {sorted(unknown)}")
+    vals = {f.name: JOB_DEFAULTS.get(f.name, f.default_factory() if callable(f.default_factory) else f.default) for f in fields(Request)}
+    lines = [f"{k} = {_literal(v)}" for k, v in vals.items()]
+    return '\n'.join(lines + ['# job settings (not request parameters)'] + [f"{k} = {_literal(v)}" for k, v in JOB_SETTINGS.items()])
+
+# %% ../nbs/11_runner.ipynb #cf092328
 def reel_preview(run_dir:str|Path):
     "The run's validation reel as an embedded video, or a note that there is none."
     from IPython.display import Video, Markdown
@@ -75,7 +91,7 @@ def run_outputs(run_dir:str|Path)->RunOutputs:
     return RunOutputs(d, [(p.name + ('/' if p.is_dir() else ''), p.stat().st_size if p.is_file() else sum(
         f.stat().st_size for f in p.rglob('*') if f.is_file())) for p in sorted(d.iterdir()) if not p.name.startswith('.')])
 
-# %% ../nbs/11_runner.ipynb #e095bf24
+# %% ../nbs/11_runner.ipynb #bd45b741
 @dataclass
 class Job:
     "One planned run: a label, its validated request and its run directory."
@@ -93,21 +109,30 @@ def expand_sweeps(sweeps:list[str]|None # `key=v1,v2,...` each
         axes.append([parse_override(f"{k}={v}") for v in vs.split(',') if v != ''])
     return [dict(c) for c in itertools.product(*axes)] if axes else [{}]
 
+def _validation_problems(r:Request, checked:dict)->list[str]:
+    "Problems of `r`'s validation entries (fetched, probed and fitted), each distinct set of entries and settings once."
+    from ltx_nb.dataset import ValidationFit, check_validation_entries
+    if not r.validation: return []
+    key = json.dumps([r.validation, dataclasses.asdict(ValidationFit.from_request(r))], sort_keys=True)
+    if key not in checked: checked[key] = check_validation_entries(r)
+    return checked[key]
+
 def plan_jobs(requests:list[str], # request JSON paths
               sets:list[str]|None=None, # `key=value` overrides for every request
               sweeps:list[str]|None=None, # `key=v1,v2` sweeps
               run_dir:str|Path|None=None, # run directory (a parent folder when several jobs run)
               outputs:str|Path='outputs', # default parent of run directories
              )->list[Job]:
-    "Validate every request × sweep combination; raise one `RequestError` listing all problems."
+    "Validate every request × sweep combination and its validation entries; raise one `RequestError` listing all problems."
     base = dict(parse_override(s) for s in sets or [])
-    combos, problems, jobs = expand_sweeps(sweeps), [], []
+    combos, problems, jobs, checked = expand_sweeps(sweeps), [], [], {}
     for path in requests:
         for combo in combos:
             label = Path(path).stem + ''.join(f" {k}={v}" for k, v in combo.items())
             try: r = load_request(path, {**base, **combo}, check_paths=True)
             except RequestError as e:
                 problems += [f"{label}: {p}" for p in e.problems]; continue
+            problems += [f"{label}: {p}" for p in _validation_problems(r, checked)]
             jobs.append(Job(label, r, Path(r.run_dir) if r.run_dir else default_run_dir(r, outputs)))
     if problems: raise RequestError(problems)
     if run_dir:
@@ -117,7 +142,7 @@ def plan_jobs(requests:list[str], # request JSON paths
     if dup: raise RequestError([f"two jobs would share run directory {d}: give them different run_dir values" for d in sorted(dup)])
     return jobs
 
-# %% ../nbs/11_runner.ipynb #bd45b741
+# %% ../nbs/11_runner.ipynb #d0935513
 @dataclass
 class JobResult:
     "How one job ended."
@@ -194,7 +219,7 @@ def summary_table(results:list[JobResult])->str:
     lines.insert(1, '  '.join('-' * n for n in w))
     return '\n'.join(lines + [f"  {r.label}: {r.error}  (see {r.notebook})" for r in results if r.error])
 
-# %% ../nbs/11_runner.ipynb #d78d4677
+# %% ../nbs/11_runner.ipynb #ce27bc34
 @dataclass
 class RunInfo:
     "One run directory in the training history."

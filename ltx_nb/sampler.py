@@ -1,4 +1,4 @@
-"""Source video + mask + reference + prompt → a video that regenerates only the white region and keeps every other pixel exactly; validation during training, reels, contact sheets and region metrics; `ltx-nb sample`.
+"""Source video + mask + reference + prompt → a video that regenerates only the white region and keeps every other pixel exactly.
 
 Docs: https://ltx-nb.github.io/ltx_nb/sampler.html.md"""
 
@@ -6,85 +6,42 @@ Docs: https://ltx-nb.github.io/ltx_nb/sampler.html.md"""
 
 # %% ../nbs/09_sampler.ipynb #2291bbbc
 from __future__ import annotations
-import argparse, dataclasses, json, math, os, sys, tempfile
-from dataclasses import dataclass, field, replace
+import dataclasses
+from dataclasses import dataclass, fields
 from pathlib import Path
 import numpy as np
-from .core import (Request, RequestError, LtxNbError, DEFAULT_MODEL, EMBEDDED_MODEL, DEFAULT_NEGATIVE_PROMPT, VALIDATION_KEYS,
-                         media_kind, is_remote, parse_request, RESOLUTIONS, ASPECT_RATIOS, atomic_path, write_json)
+from .core import Request, RequestError, LtxNbError
 
 # %% auto #0
-__all__ = ['PANELS', 'ValidationInput', 'fit_validation_entry', 'encode_inputs', 'sigma_schedule', 'sample_masked', 'ssim_map',
-           'psnr', 'seam_band', 'validation_metrics', 'make_reel_row', 'contact_sheet', 'validation_prompts',
-           'is_training_target', 'concat_videos', 'Validator', 'make_validation_callback', 'add_sample_parser',
-           'sample_cli', 'sample_main']
+__all__ = ['SampleSettings', 'encode_inputs', 'sigma_schedule', 'NonFiniteError', 'nonfinite_tensors', 'check_finite_lora',
+           'sample_masked']
 
 # %% ../nbs/09_sampler.ipynb #c513c439
+def _request_default(name:str):
+    "The request table's default of field `name` (the one source of every default)."
+    return {f.name: f for f in fields(Request)}[name].default
+
 @dataclass
-class ValidationInput:
-    "One entry fitted for sampling: source, white mask and reference at the validation bucket, and the prompt."
-    name: str
-    source: np.ndarray     # uint8 (F, H, W, 3): the video whose white region is regenerated
-    white: np.ndarray      # bool (F, H, W), True = regenerate
-    reference: np.ndarray  # uint8 (F, h, w, 3) at `reference_size(bucket, factor)`
-    prompt: str
-    fps: float = 24.0      # the rate the model is told and the outputs play at
-    paths: dict = field(default_factory=dict)     # local source, mask, reference files
-    geometry: dict = field(default_factory=dict)  # probes, fits and frame indices
+class SampleSettings:
+    "How one video is sampled: steps, guidance, seed, rate and mask dilation."
+    steps: int = _request_default('validation_num_inference_steps') # Euler steps
+    guidance_scale: float = _request_default('validation_guidance_scale') # CFG scale (1: off)
+    stg_scale: float = _request_default('stg_scale')   # spatio-temporal guidance scale (0: off)
+    guidance_rescale: float = 0.7  # pull the guided prediction's std back towards the conditional one (LTX-2.3's)
+    seed: int = _request_default('seed')               # seed of the initial noise
+    fps: float|None = None         # the rate the model is told; None: the input's (`ValidationInput.fps`)
+    dilation: int = _request_default('mask_dilation')  # grow the regenerated token region
+    negative_prompt: str = _request_default('validation_negative_prompt') # for CFG
 
-    def __repr__(self):
-        F, H, W = self.white.shape
-        return (f"ValidationInput({self.name}: {F} frames {W}x{H}, reference {self.reference.shape[2]}x"
-                f"{self.reference.shape[1]}, regenerate {self.white.mean():.1%}, prompt {self.prompt!r})")
+    @classmethod
+    def from_request(cls, r:Request)->'SampleSettings':
+        "The validation settings of a request."
+        return cls(steps=r.validation_num_inference_steps, guidance_scale=r.validation_guidance_scale,
+                   stg_scale=r.stg_scale, seed=r.seed, dilation=r.mask_dilation, negative_prompt=r.validation_negative_prompt)
 
-def _validation_settings(r:Request)->Request:
-    "`r` with the validation frames, rate and bucket in the training fields (the fitting code reads those)."
-    return replace(r, number_of_frames=r.validation_number_of_frames, frame_rate=r.validation_frame_rate,
-                   resolution=r.validation_resolution, aspect_ratio=r.validation_aspect_ratio)
-
-def fit_validation_entry(entry:dict,  # a `Request.validation` item: prompt, video_url, mask_url, reference_video_url
-                         r:Request,   # the request: validation frames, rate, bucket, auto_scale_input, reference factor
-                         workdir:str|Path|None=None, # where URLs are downloaded (default: the cache)
-                         name:str='validation[0]',   # how errors name the entry
-                        )->ValidationInput:
-    "Fetch and fit one validation entry like a training triplet (the source in the target's role)."
-    from ltx_nb.archive import fetch_file
-    from ltx_nb.dataset import reference_size, model_fps
-    from ltx_nb.media import probe_video, clip_frame_indices, fit_geometry, read_clip, ClipTooShort
-    from ltx_nb.masks import load_mask
-    v = _validation_settings(r)
-    W, H = v.size
-    rw, rh = reference_size(v.size, v.reference_downscale_factor)
-    problems, paths, infos, idx = [], {}, {}, {}
-    for role, key in (('source', 'video_url'), ('mask', 'mask_url'), ('reference', 'reference_video_url')):
-        try: paths[role] = fetch_file(entry[key], workdir)
-        except RequestError as e: problems += [f"{name}.{key}: {p}" for p in e.problems]
-    if problems: raise RequestError(problems)
-    if media_kind(paths['mask']) is None:
-        from ltx_nb.masks import MASK_KINDS
-        problems.append(f"{name}.mask_url: {paths['mask'].name} is not a supported mask ({MASK_KINDS})")
-    for role, key in (('source', 'video_url'), ('reference', 'reference_video_url')):
-        try:
-            infos[role] = info = probe_video(paths[role])
-            idx[role] = clip_frame_indices(info, v.number_of_frames, v.frame_rate, v.auto_scale_input, role)
-        except ClipTooShort as e:
-            problems.append(f"{name}.{key}: {paths[role]}: {e} (validation_number_of_frames is {v.number_of_frames}; "
-                            "give a longer clip, lower validation_number_of_frames, or turn on auto_scale_input)")
-        except RequestError as e: problems += [f"{name}.{key}: {p}" for p in e.problems]
-    if problems: raise RequestError(problems)
-    sfit = fit_geometry(*infos['source'].size, W, H)
-    rfit = fit_geometry(*infos['reference'].size, rw, rh)
-    try: white = load_mask(paths['mask'], infos['source'], idx['source'], sfit)
-    except RequestError as e: raise RequestError([f"{name}.mask_url: {p}" for p in e.problems]) from None
-    geometry = dict(source_fit=dataclasses.asdict(sfit), reference_fit=dataclasses.asdict(rfit), source_indices=list(map(int, idx['source'])),
-                    reference_indices=list(map(int, idx['reference'])))
-    return ValidationInput(name, read_clip(paths['source'], idx['source'], sfit, infos['source']), white,
-                           read_clip(paths['reference'], idx['reference'], rfit, infos['reference']), entry.get('prompt', ''),
-                           model_fps(infos['source'].fps, v.frame_rate, v.auto_scale_input), {k: str(p) for k, p in paths.items()}, geometry)
-
-# %% ../nbs/09_sampler.ipynb #96f9f078
+# %% ../nbs/09_sampler.ipynb #3d80eb1d
 def encode_inputs(vae, # an `AutoencoderKLLTX2Video`
-                  inp:ValidationInput,
+                  inp, # a `ValidationInput` (`ltx_nb.dataset`)
                  )->tuple:
     "Normalised latents (source, reference), each (C, F, H, W) on the VAE's device."
     from ltx_nb.model import encode_video
@@ -115,472 +72,96 @@ def _pad_context(ctxs:list, masks:list)->tuple:
     return torch.stack([pad(c, 0) for c in ctxs]), torch.stack([pad(m, 0) for m in masks])
 
 # %% ../nbs/09_sampler.ipynb #22c10e31
+class NonFiniteError(LtxNbError):
+    "Sampling met a NaN or an infinity (in the LoRA's weights or the model's prediction)."
+
+def nonfinite_tensors(tensors:dict, # name → tensor (a LoRA state, or named parameters)
+                     )->list[str]:
+    "Names of the tensors holding a NaN or an infinity."
+    import torch
+    return [k for k, v in tensors.items() if torch.is_tensor(v) and v.is_floating_point() and not bool(torch.isfinite(v).all())]
+
+def check_finite_lora(tensors:dict, # name → tensor of the LoRA
+                      where:str,    # names the file (or run) in the error
+                      fix:str='use a LoRA saved before training diverged (an earlier checkpoint), or retrain with a lower learning_rate',
+                     ):
+    "Raise `NonFiniteError` naming `where` when any LoRA tensor is not finite."
+    bad = nonfinite_tensors({k: v for k, v in tensors.items() if 'lora_' in k})
+    if bad: raise NonFiniteError(f"{where}: {len(bad)} LoRA tensor{'s' if len(bad) > 1 else ''} hold NaN or infinity "
+                                 f"(e.g. {bad[0]}); {fix}")
+
+# %% ../nbs/09_sampler.ipynb #b78ddfeb
+def _guided_x0(transformer, x, r_tok, regen, ts, sig, coords, ctx, cmask, s:float, st:SampleSettings, stg, fps:float, cfg:bool):
+    "The guided x₀ prediction of the noised tokens at σ `s`: CFG and STG deltas, then guidance rescale."
+    from diffusers.pipelines.ltx2.pipeline_ltx2 import rescale_noise_cfg
+    from ltx_nb.model import forward_video
+    Nr, B = r_tok.shape[0], ctx.shape[0]
+    import torch
+    tok = torch.cat([r_tok, x])[None]
+    v = forward_video(transformer, tok.expand(B, -1, -1), ts.expand(B, -1), sig, coords.expand(B, -1, -1, -1),
+                      ctx, cmask, fps=fps)[:, Nr:].float()
+    x0 = x[None] - s * v                                             # x₀ predictions (cond[, uncond])
+    guided = x0[0] + ((st.guidance_scale - 1) * (x0[0] - x0[1]) if cfg else 0)
+    if stg:
+        v_stg = forward_video(transformer, tok, ts, sig, coords, ctx[:1], cmask[:1], stg_blocks=stg, fps=fps)
+        guided = guided + st.stg_scale * (x0[0] - (x - s * v_stg[0, Nr:].float()))
+    if st.guidance_rescale > 0 and (cfg or stg):
+        guided[regen] = rescale_noise_cfg(guided[regen][None], x0[0][regen][None], st.guidance_rescale)[0]
+    return guided
+
+def _text_batch(embeds:tuple, cfg:bool, dev)->tuple:
+    "(context, context_mask) batch of the prompt (and the negative prompt under CFG)."
+    pos, neg = embeds
+    if cfg and neg is None: raise ValueError('guidance_scale > 1 needs the negative prompt: embeds = (prompt, negative)')
+    ctx, cmask = _pad_context([pos['context'], neg['context']] if cfg else [pos['context']],
+                              [pos['context_mask'], neg['context_mask']] if cfg else [pos['context_mask']])
+    return ctx.to(dev), cmask.to(dev)
+
+# %% ../nbs/09_sampler.ipynb #4bdf0901
 def sample_masked(transformer,    # the video transformer (LoRA active or not)
                   vae,            # the video VAE
                   scheduler,      # a `FlowMatchEulerDiscreteScheduler` (not changed)
-                  inp:ValidationInput, # source, white mask, reference
-                  context, context_mask, # (L, D) and (L,) text embedding of the prompt (`latents.encode_prompts`)
-                  neg_context=None, neg_mask=None, # the negative prompt's; needed when guidance_scale > 1
-                  steps:int=30,   # Euler steps
-                  guidance_scale:float=3.0, # CFG scale (1: off)
-                  stg_scale:float=1.0,      # spatio-temporal guidance scale (0: off)
-                  guidance_rescale:float=0.7, # pull the guided prediction's std back towards the conditional one
-                  seed:int=0,     # seed of the initial noise
-                  fps:float=24.0, # frame rate the model is told
-                  dilation:int=0, # grow the regenerated token region
+                  inp,            # a `ValidationInput`: source, white mask, reference
+                  embeds:tuple,   # (prompt, negative) text dicts from `latents.encode_prompts` (negative: None without CFG)
+                  settings:SampleSettings|None=None, # steps, guidance, seed, rate, dilation (default: `SampleSettings()`)
                   progress:bool=False, # tqdm over steps
                   latents:tuple|None=None, # (source, reference) latents from `encode_inputs`, to skip encoding
                  )->np.ndarray:
     "Regenerate the white region of `inp.source`: uint8 (F, H, W, 3) whose kept pixels equal the source exactly."
-    import torch
+    import torch, contextlib
     from tqdm.auto import tqdm
-    from diffusers.pipelines.ltx2.pipeline_ltx2 import rescale_noise_cfg
-    from ltx_nb.model import pack_latents, unpack_tokens, forward_video, decode_latents, stg_blocks_for, sequence_coords
+    from ltx_nb.model import pack_latents, unpack_tokens, decode_latents, stg_blocks_for, sequence_coords
     from ltx_nb.masks import latent_keep_mask
+    st = settings or SampleSettings()
+    fps = float(st.fps or inp.fps)
     p = next(transformer.parameters())
     dev, dt = p.device, p.dtype
     src, ref = latents if latents is not None else encode_inputs(vae, inp)
     src, ref = src.to(dev, torch.float32), ref.to(dev, torch.float32)
     grid = tuple(src.shape[1:])
     x_src, r_tok = pack_latents(src), pack_latents(ref)                      # (N, C), (Nr, C)
-    regen = torch.from_numpy(latent_keep_mask(inp.white, dilation) == 0).reshape(-1).to(dev)
+    regen = torch.from_numpy(latent_keep_mask(inp.white, st.dilation) == 0).reshape(-1).to(dev)
     if not regen.any(): return np.array(inp.source, copy=True)            # nothing to regenerate
     N, Nr = x_src.shape[0], r_tok.shape[0]
-    cfg = guidance_scale != 1
-    if cfg and neg_context is None: raise ValueError('guidance_scale > 1 needs the negative prompt (neg_context, neg_mask)')
-    ctx, cmask = _pad_context([context, neg_context] if cfg else [context], [context_mask, neg_mask] if cfg else [context_mask])
-    ctx, cmask = ctx.to(dev), cmask.to(dev)
-    B = ctx.shape[0]
+    cfg = st.guidance_scale != 1
+    ctx, cmask = _text_batch(embeds, cfg, dev)
     coords = sequence_coords(transformer, tuple(ref.shape[1:]), grid, fps).to(dev)
-    stg = stg_blocks_for(transformer) if stg_scale > 0 else None
-    sch = sigma_schedule(scheduler, steps, N, dev)
-    noise = torch.randn(N, x_src.shape[1], generator=torch.Generator().manual_seed(int(seed))).to(dev)
+    stg = stg_blocks_for(transformer) if st.stg_scale > 0 else None
+    sch = sigma_schedule(scheduler, st.steps, N, dev)
+    noise = torch.randn(N, x_src.shape[1], generator=torch.Generator().manual_seed(int(st.seed))).to(dev)
     x = torch.where(regen[:, None], noise, x_src)
-    import contextlib
     amp = torch.autocast(dev.type, dtype=dt) if dt != torch.float32 else contextlib.nullcontext()
     with torch.no_grad(), amp:
         for i, t in enumerate(tqdm(sch.timesteps, desc='sampling', disable=not progress, leave=False)):
             s = float(sch.sigmas[i])
-            tok = torch.cat([r_tok, x])[None]
             ts = torch.cat([torch.zeros(Nr, device=dev), s * regen.float()])[None]
-            sig = torch.tensor([s], device=dev)
-            v = forward_video(transformer, tok.expand(B, -1, -1), ts.expand(B, -1), sig, coords.expand(B, -1, -1, -1),
-                              ctx, cmask, fps=fps)[:, Nr:].float()
-            x0 = x[None] - s * v                                             # x₀ predictions (cond[, uncond])
-            guided = x0[0] + ((guidance_scale - 1) * (x0[0] - x0[1]) if cfg else 0)
-            if stg:
-                v_stg = forward_video(transformer, tok, ts, sig, coords, ctx[:1], cmask[:1], stg_blocks=stg, fps=fps)
-                guided = guided + stg_scale * (x0[0] - (x - s * v_stg[0, Nr:].float()))
-            if guidance_rescale > 0 and (cfg or stg):
-                guided[regen] = rescale_noise_cfg(guided[regen][None], x0[0][regen][None], guidance_rescale)[0]
+            guided = _guided_x0(transformer, x, r_tok, regen, ts, torch.tensor([s], device=dev), coords, ctx, cmask, s, st,
+                                stg, fps, cfg)
             x = sch.step(((x - guided) / s)[None], t, x[None], return_dict=False)[0][0].float()
+            if not bool(torch.isfinite(x).all()):
+                raise NonFiniteError(f"sampling {inp.name}: the model's prediction is not finite (NaN or infinity) at step "
+                                     f"{i + 1} of {st.steps}; check the LoRA and the model (a diverged LoRA, or fp16 overflow: "
+                                     "use bf16 or fp32)")
             x = torch.where(regen[:, None], x, x_src)                        # kept tokens pinned to the source
     frames = decode_latents(vae, unpack_tokens(x, grid)).numpy()
     return np.where(np.asarray(inp.white)[..., None], frames, inp.source)    # kept pixels: the source, exactly
-
-# %% ../nbs/09_sampler.ipynb #008caae6
-def ssim_map(a:np.ndarray, b:np.ndarray, # uint8 (..., H, W, 3) or grey (..., H, W)
-             sigma:float=1.5, radius:int=5, # Gaussian window
-            )->np.ndarray:
-    "Per-pixel SSIM (channel mean), float32 (..., H, W); the window is reflected at the borders."
-    x, y = (np.asarray(v, np.float32) for v in (a, b))
-    if x.shape != y.shape: raise ValueError(f"shapes differ: {x.shape} vs {y.shape}")
-    if not (x.ndim >= 3 and x.shape[-1] == 3): x, y = x[..., None], y[..., None]  # grey
-    g = np.exp(-np.arange(-radius, radius + 1, dtype=np.float32) ** 2 / (2 * sigma ** 2)); g /= g.sum()
-    H, W, n = x.shape[-3], x.shape[-2], 2 * radius + 1
-    pad = [(0, 0)] * (x.ndim - 3) + [(radius, radius)] * 2 + [(0, 0)]
-    mode = 'reflect' if min(H, W) > radius else 'edge'
-    def blur(v):  # separable Gaussian as a sum of shifted copies (faster than conv2d for one small kernel on a CPU)
-        v = np.pad(v, pad, mode=mode)
-        v = sum(g[i] * v[..., i:i+W, :] for i in range(n))
-        return sum(g[i] * v[..., i:i+H, :, :] for i in range(n))
-    c1, c2 = (0.01 * 255) ** 2, (0.03 * 255) ** 2
-    mx, my = blur(x), blur(y)
-    vx, vy, cxy = blur(x * x) - mx * mx, blur(y * y) - my * my, blur(x * y) - mx * my
-    s = ((2 * mx * my + c1) * (2 * cxy + c2)) / ((mx * mx + my * my + c1) * (vx + vy + c2))
-    return s.mean(-1)
-
-def psnr(a:np.ndarray, b:np.ndarray, # pixel values 0–255, same shape
-         cap:float=100.0)->float:
-    "Peak signal-to-noise ratio in dB; identical inputs give `cap`."
-    mse = float(np.mean((np.asarray(a, np.float64) - np.asarray(b, np.float64)) ** 2)) if np.size(a) else 0.0
-    return cap if mse == 0 else min(cap, 10 * math.log10(255 ** 2 / mse))
-
-def seam_band(white:np.ndarray, # bool (..., H, W), True = regenerate
-              band:int=4,       # pixels either side of the edge
-             )->np.ndarray:
-    "Pixels within `band` of the mask edge, on both sides, frame by frame."
-    import torch, torch.nn.functional as F
-    w = torch.as_tensor(np.asarray(white, dtype=bool))
-    H, W = w.shape[-2:]
-    grow = lambda m: F.max_pool2d(m.reshape(-1, 1, H, W).float(), 2 * band + 1, 1, band).reshape(m.shape) > 0
-    return (grow(w) & grow(~w)).numpy()
-
-# %% ../nbs/09_sampler.ipynb #83e29d31
-def validation_metrics(result:np.ndarray, # uint8 (F, H, W, 3) from `sample_masked`
-                       source:np.ndarray, # uint8 (F, H, W, 3): the fitted source
-                       white:np.ndarray,  # bool (F, H, W), True = regenerate
-                       ground_truth:bool, # the source's masked region is the truth (a training target)
-                       band:int=4,        # seam band half-width in pixels
-                      )->dict:
-    "Kept-region error (must be 0) and, with ground truth, PSNR and SSIM inside the region and on the seam."
-    w = np.asarray(white, dtype=bool)
-    diff = np.abs(np.asarray(result, np.int16) - np.asarray(source, np.int16))
-    out = dict(kept_max_error=int(diff[~w].max()) if (~w).any() else 0, regenerated=float(w.mean()))
-    if not ground_truth: return out
-    seam = seam_band(w, band)
-    ys, xs = np.nonzero((w | seam).any(0))
-    if not len(ys): return {**out, 'psnr_region': None, 'ssim_region': None, 'psnr_seam': None, 'ssim_seam': None}
-    m = 5  # SSIM's window radius: cropping this far around the region leaves its values unchanged
-    box = np.s_[:, max(0, ys.min() - m):ys.max() + 1 + m, max(0, xs.min() - m):xs.max() + 1 + m]
-    ssim = ssim_map(result[box], source[box])
-    for name, sel in (('region', w[box]), ('seam', seam[box])):
-        out[f'psnr_{name}'] = psnr(result[box][sel], source[box][sel]) if sel.any() else None
-        out[f'ssim_{name}'] = float(ssim[sel].mean()) if sel.any() else None
-    return out
-
-# %% ../nbs/09_sampler.ipynb #7f529ba4
-def _resize_frames(frames:np.ndarray, w:int, h:int)->np.ndarray:
-    "uint8 (F, h, w, 3): every frame resized (bilinear, antialiased)."
-    from PIL import Image
-    if frames.shape[1:3] == (h, w): return frames
-    return np.stack([np.asarray(Image.fromarray(f).resize((w, h), Image.BILINEAR)) for f in frames])
-
-def _text_patch(text:str, size:int)->tuple[np.ndarray,np.ndarray]:
-    "(rgb, alpha) of white `text` on a translucent black box, `size` px font."
-    from PIL import Image, ImageDraw, ImageFont
-    try: font = ImageFont.load_default(size=size)
-    except TypeError: font = ImageFont.load_default()  # Pillow without FreeType
-    l, t, r, b = ImageDraw.Draw(Image.new('L', (1, 1))).textbbox((0, 0), text, font=font)
-    pad = max(2, size // 4)
-    im = Image.new('RGBA', (r - l + 2 * pad, b - t + 2 * pad), (0, 0, 0, 160))
-    ImageDraw.Draw(im).text((pad - l, pad - t), text, font=font, fill=(255, 255, 255, 255))
-    a = np.asarray(im).astype(np.float32)
-    return a[..., :3], a[..., 3:] / 255
-
-def _stamp(frames:np.ndarray, text:str, x:int, y:int, size:int)->np.ndarray:
-    "Blend a text box onto every frame at (x, y) (negative: from the right/bottom), clipped to the frame."
-    rgb, alpha = _text_patch(text, size)
-    H, W = frames.shape[1:3]
-    h, w = min(rgb.shape[0], H), min(rgb.shape[1], W)
-    x, y = (W - w + x + 1 if x < 0 else x), (H - h + y + 1 if y < 0 else y)
-    x, y = max(0, min(x, W - w)), max(0, min(y, H - h))
-    region = frames[:, y:y+h, x:x+w].astype(np.float32)
-    frames[:, y:y+h, x:x+w] = np.rint(region * (1 - alpha[:h, :w]) + rgb[:h, :w] * alpha[:h, :w]).astype(np.uint8)
-    return frames
-
-PANELS = ('source', 'mask', 'reference', 'result')
-
-def make_reel_row(source:np.ndarray,    # uint8 (F, H, W, 3)
-                  white:np.ndarray,     # bool (F, H, W)
-                  reference:np.ndarray, # uint8 (F, h, w, 3), any size
-                  result:np.ndarray,    # uint8 (F, H, W, 3)
-                  label:str='',         # e.g. "step 200 · entry 0", drawn at the top left
-                  height:int|None=None, # scale the row to this height (default: the source's)
-                 )->np.ndarray:
-    "uint8 (F, height, 4·width, 3): source | mask overlay | reference | result, labelled."
-    from ltx_nb.masks import mask_overlay
-    F, H, W = np.asarray(white).shape
-    h = height or H
-    w = max(2, round(W * h / H / 2) * 2)
-    panels = [_resize_frames(np.ascontiguousarray(p), w, h) for p in
-              (source, mask_overlay(source, white), _resize_frames(np.asarray(reference), W, H), result)]
-    size = max(9, h // 20)
-    for p, name in zip(panels, PANELS): _stamp(p, name, 0, -1, max(8, size * 3 // 4))
-    row = np.concatenate(panels, axis=2)
-    return _stamp(row, label, 0, 0, size) if label else row
-
-def contact_sheet(rows:list[np.ndarray], # reel rows (F, H, W, 3) of one validation point
-                  n:int=3,               # frames per row: first, middle(s), last
-                 )->np.ndarray:
-    "uint8 image: `n` frames of each row, stacked top to bottom, rows separated by a white line."
-    F = rows[0].shape[0]
-    ks = sorted(set(np.linspace(0, F - 1, n).round().astype(int).tolist()))
-    gap = np.full((4, rows[0].shape[2], 3), 255, np.uint8)
-    return np.concatenate([x for r in rows for k in ks for x in (r[k], gap)][:-1], axis=0)
-
-# %% ../nbs/09_sampler.ipynb #662ed695
-def validation_prompts(r:Request)->list[str]:
-    "The prompts validation needs embeddings of: each entry's prompt as given, then the negative prompt."
-    return [e.get('prompt', '') for e in r.validation] + [r.validation_negative_prompt]
-
-def is_training_target(path:str|Path, # a validation source video
-                       r:Request,     # the request whose dataset to look in
-                      )->bool:
-    "True when `path` has the same bytes as a target of the request's dataset (its masked region is ground truth)."
-    try:
-        from ltx_nb.archive import find_triplets
-        from ltx_nb.dataset import dataset_root
-        from ltx_nb.latents import file_digest
-        d = file_digest(path)
-        return any(file_digest(t.target) == d for t in find_triplets(dataset_root(r), r.trigger_phrase))
-    except Exception: return False  # no dataset at hand: no ground truth claimed
-
-def _is_main_process()->bool:
-    try:
-        import torch.distributed as dist
-        return not (dist.is_available() and dist.is_initialized()) or dist.get_rank() == 0
-    except ImportError: return True
-
-def _save_png(path:Path, img:np.ndarray)->Path:
-    from PIL import Image
-    with atomic_path(path, '.png') as t: Image.fromarray(img).save(t)
-    return path
-
-def _save_npz(path:Path, **arrays)->Path:
-    with atomic_path(path, '.npz') as t: np.savez_compressed(t, **arrays)
-    return path
-
-def concat_videos(parts:list[Path], # mp4 files with the same size, rate and codec
-                  out:Path,         # the mp4 to write (atomically)
-                 )->Path:
-    "Join videos end to end without re-encoding (ffmpeg's concat demuxer)."
-    import subprocess
-    from ltx_nb.media import ffmpeg_exe
-    quote = lambda p: str(Path(p).absolute()).replace("'", "'\\''")
-    out = Path(out); out.parent.mkdir(parents=True, exist_ok=True)
-    fd, lst = tempfile.mkstemp(prefix=f'.{out.stem}.', suffix='.txt', dir=out.parent); os.close(fd)
-    try:
-        Path(lst).write_text(''.join(f"file '{quote(p)}'\n" for p in parts))
-        with atomic_path(out, '.mp4') as tmp:
-            r = subprocess.run([ffmpeg_exe(), '-y', '-v', 'error', '-f', 'concat', '-safe', '0', '-i', lst, '-c', 'copy',
-                                '-movflags', '+faststart', str(tmp)], capture_output=True)
-            if r.returncode: raise RuntimeError(f"ffmpeg could not join the reel: {r.stderr.decode(errors='replace')[-500:]}")
-    finally: os.unlink(lst)
-    return Path(out)
-
-# %% ../nbs/09_sampler.ipynb #241f3559
-class Validator:
-    "The training callback that samples every validation entry and writes reels, sheets and metrics."
-    def __init__(self, r:Request,            # the request: validation entries and settings
-                 run_dir:str|Path|None=None, # default: the run_dir `train` passes
-                 is_main:bool|None=None,     # None: rank 0 of torch.distributed, else True
-                 workdir:str|Path|None=None, # where validation URLs are downloaded
-                 progress:bool=False,        # tqdm while sampling
-                 reel_height:int=256,        # panel height in the reel and sheets
-                 ground_truth:list|None=None, # per entry; None: sources that are training targets
-                ):
-        self.r, self.run_dir, self.workdir, self.progress, self.reel_height = r, run_dir, workdir, progress, reel_height
-        self.is_main = _is_main_process() if is_main is None else is_main
-        self.inputs, self.latents, self.scheduler, self._gt = {}, {}, None, ground_truth
-
-    def entry(self, k:int)->ValidationInput:
-        "Entry `k`, fitted once."
-        if k not in self.inputs: self.inputs[k] = fit_validation_entry(self.r.validation[k], self.r, self.workdir, f'validation[{k}]')
-        return self.inputs[k]
-
-    def ground_truth(self, k:int)->bool:
-        if self._gt is None: self._gt = [is_training_target(self.entry(i).paths['source'], self.r) for i in range(len(self.r.validation))]
-        return bool(self._gt[k])
-
-    def __call__(self, step:int, transformer, run_dir:str|Path|None=None, request:Request|None=None)->dict|None:
-        "Validate at `step`; returns this point's index entry (None on other processes or without entries)."
-        if not self.is_main or not self.r.validation: return None
-        import torch
-        from ltx_nb.latents import encode_prompts, load_tensors, release
-        from ltx_nb.model import load_vae, load_scheduler, compute_dtype
-        r = self.r
-        from ltx_nb.rundir import validation_dir
-        root = validation_dir(run_dir or self.run_dir)
-        p = next(transformer.parameters())
-        dev = p.device
-        ks = range(len(r.validation))
-        inputs = [self.entry(k) for k in ks]
-        embeds = [load_tensors(f, dev) for f in encode_prompts(validation_prompts(r), r.model, device=dev, text_encoder=r.text_encoder)]
-        neg = embeds[-1]
-        if self.scheduler is None: self.scheduler = load_scheduler(r.model)
-        vae = load_vae(r.model, compute_dtype(str(dev)), dev)
-        if dev.type == 'cuda': vae.enable_tiling()
-        was_training = transformer.training
-        transformer.eval()
-        try:
-            results = []
-            for k, inp in zip(ks, inputs):
-                if k not in self.latents: self.latents[k] = tuple(z.cpu() for z in encode_inputs(vae, inp))
-                with torch.random.fork_rng(devices=[]):
-                    results.append(sample_masked(transformer, vae, self.scheduler, inp, embeds[k]['context'],
-                        embeds[k]['mask'], neg['context'], neg['mask'], r.validation_num_inference_steps,
-                        r.validation_guidance_scale, r.stg_scale, seed=r.seed, fps=inp.fps, dilation=r.mask_dilation,
-                        progress=self.progress, latents=self.latents[k]))
-        finally:
-            transformer.train(was_training)
-            release(vae)
-        return self._write(root, step, inputs, results)
-
-    def _write(self, root:Path, step:int, inputs:list, results:list)->dict:
-        "Write this point's files, metrics, index and reel."
-        from ltx_nb.media import write_video
-        from ltx_nb.masks import latent_keep_mask
-        r, fps = self.r, inputs[0].fps
-        for k, inp in enumerate(inputs):
-            d = root/f'entry-{k}'; d.mkdir(parents=True, exist_ok=True)
-            if not (d/'source.mp4').exists(): write_video(d/'source.mp4', inp.source, fps)
-            if not (d/'reference.mp4').exists(): write_video(d/'reference.mp4', inp.reference, fps)
-            if not (d/'mask.npz').exists(): _save_npz(d/'mask.npz', white=inp.white, keep=latent_keep_mask(inp.white, r.mask_dilation))
-        name = f'step-{step:06d}'
-        d = root/name; d.mkdir(parents=True, exist_ok=True)
-        metrics, rows = [], []
-        for k, (inp, res) in enumerate(zip(inputs, results)):
-            write_video(d/f'entry-{k}.mp4', res, fps)
-            metrics.append(validation_metrics(res, inp.source, inp.white, self.ground_truth(k)))
-            rows.append(make_reel_row(inp.source, inp.white, inp.reference, res, f'step {step} · entry {k}',
-                                      min(self.reel_height, inp.source.shape[1])))
-        width = max(x.shape[2] for x in rows)
-        rows = [np.pad(x, ((0, 0), (0, 0), (0, width - x.shape[2]), (0, 0))) for x in rows]
-        _save_png(d/'sheet.png', contact_sheet(rows))
-        write_video(d/'reel.mp4', np.concatenate(rows, axis=1), fps)
-        from ltx_nb.rundir import append_metrics, read_validation_index, write_validation_index, VALIDATION_REEL
-        append_metrics(root.parent, [dict(kind='validation', step=step, entry=k, **m) for k, m in enumerate(metrics)])
-        index = read_validation_index(root.parent, missing_ok=True)
-        point = dict(step=step, dir=name, videos=[f'{name}/entry-{k}.mp4' for k in range(len(inputs))],
-                     sheet=f'{name}/sheet.png', reel=f'{name}/reel.mp4', metrics=metrics)
-        points = [q for q in index.get('points', []) if q['step'] < step] + [point]  # later points belong to lost work
-        for q in index.get('points', []):
-            if q['step'] > step and (root/q['dir']).is_dir():
-                import shutil; shutil.rmtree(root/q['dir'], ignore_errors=True)
-        entries = [dict(entry=k, name=inp.name, prompt=inp.prompt, **{key: r.validation[k][key] for key in VALIDATION_KEYS[1:]},
-                        source=f'entry-{k}/source.mp4', reference=f'entry-{k}/reference.mp4', mask=f'entry-{k}/mask.npz',
-                        ground_truth=self.ground_truth(k), frames=int(inp.source.shape[0]),
-                        size=[int(inp.source.shape[2]), int(inp.source.shape[1])]) for k, inp in enumerate(inputs)]
-        write_validation_index(root.parent, dict(entries=entries, prompts=[e['prompt'] for e in entries],
-                                  negative_prompt=r.validation_negative_prompt, fps=fps, seed=r.seed,
-                                  steps=r.validation_num_inference_steps, guidance_scale=r.validation_guidance_scale,
-                                  stg_scale=r.stg_scale, reel='../validation.mp4', points=points))
-        concat_videos([root/q['reel'] for q in points], root.parent/VALIDATION_REEL)
-        return point
-
-def make_validation_callback(r:Request, run_dir:str|Path|None=None, is_main:bool|None=None, **kw)->Validator:
-    "The `Validator` for `r`, to pass in `train(..., callbacks=[...])`."
-    return Validator(r, run_dir, is_main, **kw)
-
-# %% ../nbs/09_sampler.ipynb #8996d8e4
-_FLAGS = dict(validation_number_of_frames='--number-of-frames', validation_frame_rate='--frame-rate',
-              validation_resolution='--resolution', validation_aspect_ratio='--aspect-ratio', stg_scale='--stg-scale',
-              validation_num_inference_steps='--steps', validation_guidance_scale='--guidance-scale', seed='--seed',
-              reference_downscale_factor='--reference-downscale-factor', mask_dilation='--mask-dilation',
-              device='--device', model='--model', text_encoder='--text-encoder')
-
-def add_sample_parser(subparsers)->argparse.ArgumentParser:
-    "Register `sample` on an argparse subparsers object (`ltx-nb sample`)."
-    p = subparsers.add_parser('sample', help='regenerate the masked region of a video with a LoRA (or the base model)',
-                              description='Regenerate the white region of a video, guided by a reference video and a prompt; '
-                                          'every kept (black) pixel of the output equals the fitted source exactly.')
-    p.add_argument('--model', help=f"diffusers-format LTX-2.3 folder or hub id (default: the LoRA's base model, else {DEFAULT_MODEL}; "
-                                   f"{EMBEDDED_MODEL!r} for the tiny offline model)")
-    p.add_argument('--text-encoder', help="Gemma 3 folder, when --model is a Lightricks single-file .safetensors "
-                                          "(default: the LoRA's)")
-    p.add_argument('--lora', help='lora.safetensors from a run (omit for the base model)')
-    p.add_argument('--video', required=True, help='source video (path, file:// or http(s):// URL)')
-    p.add_argument('--mask', required=True, help='mask image or video: WHITE = regenerate, BLACK = keep')
-    p.add_argument('--reference', required=True, help='reference/control video')
-    p.add_argument('--prompt', default='', help='the prompt, as given (no trigger phrase is added)')
-    p.add_argument('--out', required=True, help='output .mp4 (H.264) or .npz (exact uint8 frames and the mask)')
-    p.add_argument('--negative-prompt', default=DEFAULT_NEGATIVE_PROMPT, help='negative prompt for CFG')
-    p.add_argument('--number-of-frames', type=int, default=89, help='frames, snapped down to 8k+1 (9–121)')
-    p.add_argument('--frame-rate', type=int, default=24, help="with --auto-scale-input: the rate clips are resampled to, told to the model and played at; without it the source's own rate is used")
-    p.add_argument('--resolution', choices=tuple(RESOLUTIONS), default='high')
-    p.add_argument('--aspect-ratio', choices=ASPECT_RATIOS, default='1:1')
-    p.add_argument('--stg-scale', type=float, default=1.0, help='spatio-temporal guidance (0–3; 0: off)')
-    p.add_argument('--steps', type=int, default=30, help='sampler steps')
-    p.add_argument('--guidance-scale', type=float, default=3.0, help='CFG scale (1: off)')
-    p.add_argument('--seed', type=int, default=42)
-    p.add_argument('--reference-downscale-factor', type=int, choices=(1, 2),
-                   help="encode the reference at 1/factor size (default: the LoRA's, else 1)")
-    p.add_argument('--mask-dilation', type=int, default=0, help='grow the regenerated region by this many tokens')
-    p.add_argument('--auto-scale-input', action='store_true', help='resample clips to the frame rate and frame count')
-    p.add_argument('--device', default='auto', help='auto, cpu, cuda or cuda:N')
-    p.add_argument('--workdir', help='where URLs are downloaded (default: the ltx_nb cache)')
-    p.add_argument('--quiet', action='store_true', help='no progress bar')
-    p.set_defaults(func=sample_cli)
-    return p
-
-def _cli_request(a, meta:dict, problems:list)->Request:
-    "A validated request carrying the sample settings (the request's own rules check every range)."
-    from ltx_nb.core import source_problem, resolve_source
-    problems = list(problems)
-    for flag, v in (('--video', a.video), ('--mask', a.mask), ('--reference', a.reference)):
-        if is_remote(v): continue
-        if why := source_problem(resolve_source(v)): problems.append(f"{flag} {why}")  # a FIFO or device is never opened
-        elif flag == '--mask' and media_kind(v) is None:
-            from ltx_nb.masks import MASK_KINDS
-            problems.append(f"--mask {v}: {Path(v).suffix or 'no extension'} is not a supported mask kind ({MASK_KINDS})")
-        elif flag != '--mask' and media_kind(v) != 'video':
-            problems.append(f"{flag} {v}: not a video file (use mp4, mov, webm, mkv or avi)")
-    if Path(a.out).suffix.lower() not in ('.mp4', '.npz'): problems.append(f"--out {a.out}: use a .mp4 or .npz file")
-    if a.lora and (why := source_problem(a.lora)): problems.append(f"--lora {why}")
-    factor = a.reference_downscale_factor or int(meta.get('reference_downscale_factor', 1) or 1)
-    params = dict(training_data_url=str(Path.cwd()), model=a.model or meta.get('base_model_id') or DEFAULT_MODEL,
-                  validation=[dict(prompt=a.prompt, video_url=a.video, mask_url=a.mask, reference_video_url=a.reference)],
-                  validation_negative_prompt=a.negative_prompt, validation_number_of_frames=a.number_of_frames,
-                  validation_frame_rate=a.frame_rate, validation_resolution=a.resolution, validation_aspect_ratio=a.aspect_ratio,
-                  stg_scale=a.stg_scale, validation_num_inference_steps=a.steps, validation_guidance_scale=a.guidance_scale,
-                  seed=a.seed, reference_downscale_factor=factor, mask_dilation=a.mask_dilation,
-                  auto_scale_input=a.auto_scale_input, device=a.device,
-                  text_encoder=getattr(a, 'text_encoder', None) or meta.get('text_encoder'))
-    try: r = parse_request(params, base_dir=Path.cwd())
-    except RequestError as e:
-        for msg in e.problems:
-            k = msg.split(':', 1)[0]
-            problems.append(_FLAGS[k] + msg[len(k):] if k in _FLAGS else msg)
-        r = None
-    if problems: raise RequestError(problems, 'invalid sample arguments')
-    return r
-
-# %% ../nbs/09_sampler.ipynb #7647919a
-def _read_lora(path)->tuple[dict,dict|None,list]:
-    "(metadata, weights, problems) of `--lora`; nothing when it is not given or missing (`_cli_request` says so)."
-    from ltx_nb.model import lora_metadata, load_lora_state
-    if not path or not Path(path).is_file(): return {}, None, []
-    try: return lora_metadata(path), load_lora_state(path), []
-    except RequestError as e: return {}, None, [f"--lora {p}" for p in e.problems]
-    except Exception as e: return {}, None, [f"--lora {path}: not a safetensors LoRA file ({type(e).__name__}: {str(e)[:200]})"]
-
-def sample_cli(a)->int:
-    "`ltx-nb sample`: regenerate the masked region of one video and write it to `--out`."
-    meta, state, problems = _read_lora(a.lora)
-    r = _cli_request(a, meta, problems)
-    try: inp = fit_validation_entry(r.validation[0], r, a.workdir, name='input')
-    except RequestError as e:  # name the command-line options, not the request's fields
-        flags = {'input.video_url': '--video', 'input.mask_url': '--mask', 'input.reference_video_url': '--reference'}
-        raise RequestError([next((f + m[len(k):] for k, f in flags.items() if m.startswith(k)), m) for m in e.problems],
-                           'invalid sample arguments') from None
-    import torch  # only now: bad arguments are refused without loading anything heavy
-    from ltx_nb.latents import encode_prompts, load_tensors, release
-    from ltx_nb.model import load_transformer, load_vae, load_scheduler, add_lora, set_lora_state
-    from ltx_nb.media import write_video
-    from ltx_nb.model import resolve_device, compute_dtype
-    device = resolve_device(r.device)
-    dtype = compute_dtype(device)
-    ctx, neg = [load_tensors(p, device) for p in encode_prompts([a.prompt, a.negative_prompt], r.model, device=device, dtype=dtype, text_encoder=r.text_encoder)]
-    tr = load_transformer(r.model, dtype, device).requires_grad_(False)
-    if state is not None:
-        ranks = {v.shape[0] for k, v in state.items() if '.lora_A.' in k}
-        rank = int(meta.get('rank') or (ranks.pop() if len(ranks) == 1 else 0))
-        try: set_lora_state(add_lora(tr, rank), state)
-        except (ValueError, RuntimeError) as e:
-            raise RequestError([f"--lora {a.lora}: does not fit the model {r.model!r} ({str(e)[:300]}); "
-                                "use the model it was trained on (--model)"]) from None
-    tr.eval()
-    vae = load_vae(r.model, dtype, device)
-    if device.startswith('cuda'): vae.enable_tiling()
-    frames = sample_masked(tr, vae, load_scheduler(r.model), inp, ctx['context'], ctx['mask'], neg['context'], neg['mask'],
-                           r.validation_num_inference_steps, r.validation_guidance_scale, r.stg_scale, seed=r.seed,
-                           fps=inp.fps, dilation=r.mask_dilation, progress=not a.quiet)
-    release(vae, tr)
-    out = Path(a.out); out.parent.mkdir(parents=True, exist_ok=True)
-    if out.suffix.lower() == '.npz': _save_npz(out, frames=frames, white=inp.white)
-    else: write_video(out, frames, inp.fps)
-    print(f"{out}: {frames.shape[0]} frames {frames.shape[2]}x{frames.shape[1]} at {inp.fps:g} fps, "
-          f"regenerated {inp.white.mean():.1%} of the pixels")
-    return 0
-
-def sample_main(argv:list[str]|None=None)->int:
-    "`ltx-nb sample` on its own: parse `argv`, run, and turn a `RequestError` into exit code 2."
-    p = argparse.ArgumentParser(prog='ltx-nb')
-    add_sample_parser(p.add_subparsers(dest='cmd', required=True))
-    a = p.parse_args(['sample', *(argv if argv is not None else sys.argv[1:])])
-    try: return a.func(a)
-    except RequestError as e:
-        print(f"ltx-nb sample: {e}", file=sys.stderr); return e.exit_code
-    except LtxNbError as e:
-        print(f"ltx-nb sample: {e}", file=sys.stderr); return 1

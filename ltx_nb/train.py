@@ -21,7 +21,7 @@ from .rundir import (LORA, LOSS_PLOT, DEBUG_ARCHIVE, STATUS_PREPARING, STATUS_RU
 # %% auto #0
 __all__ = ['TIMESTEP_SAMPLERS', 'SIGMA_EPS', 'UNIFORM_SHARE', 'SCHEDULERS', 'SIGMA_BUCKETS', 'shift_mu', 'stretch_sigma',
            'sample_sigma', 'MaskedBatch', 'masked_batch', 'stack_batches', 'masked_loss', 'step_loss', 'step_generator',
-           'sample_index', 'draw_number', 'draw_item', 'step_batch', 'precision', 'make_optimizer', 'warmup_schedule',
+           'item_index', 'draw_number', 'draw_item', 'step_batch', 'precision', 'make_optimizer', 'warmup_schedule',
            'peak_memory_mb', 'lora_metadata_for', 'plot_loss', 'TrainingFailed', 'TrainResult', 'TrainState',
            'check_features', 'start_run', 'check_data', 'check_run_dir', 'finished_result', 'prepare_run_dir',
            'open_run', 'prepare_data', 'validation_callbacks', 'attach_lora', 'uses_memory_knobs', 'build_model',
@@ -78,7 +78,7 @@ class MaskedBatch:
     n_ref: int          # reference tokens (0 when the reference was dropped)
 
 def masked_batch(transformer, # the video transformer (for RoPE)
-                 s:dict,      # a cached sample: target, reference, keep, context, mask
+                 s:dict,      # a cached item: target, reference, keep, context, context_mask
                  sigma:float, # noise level of the regenerated tokens
                  noise,       # (N, C) standard normal
                  fps:float|None=None, # frame rate the model is told; None: the sample's own (cached `fps`), else 24
@@ -98,7 +98,7 @@ def masked_batch(transformer, # the video transformer (for RoPE)
     xt = torch.where(regen[:, None] > 0, noised, x)
     t = torch.cat([torch.zeros(ref.shape[0], dtype=x.dtype), sigma * regen.cpu()]).to(x.device)
     coords = sequence_coords(transformer, tuple(ref_lat.shape[1:]), tuple(s['target'].shape[1:]), fps).to(x.device)
-    ctx, mask = context if context is not None else (s['context'], s['mask'])
+    ctx, mask = context if context is not None else (s['context'], s['context_mask'])
     nr = 0 if drop_reference else ref.shape[0]
     cut = ref.shape[0] - nr  # the target's own positions stay as they are
     return MaskedBatch(torch.cat([ref, xt])[None, cut:], t[None, cut:], torch.tensor([sigma], device=x.device),
@@ -139,8 +139,8 @@ def step_generator(seed:int, step:int, rank:int=0):
     import torch
     return torch.Generator().manual_seed((seed * 1_000_003 + step * 1009 + rank) % (2**63 - 1))
 
-def sample_index(n:int, seed:int, step:int, rank:int=0, world:int=1)->int:
-    "Which of `n` samples process `rank` trains on at `step`: a fresh permutation each epoch."
+def item_index(n:int, seed:int, step:int, rank:int=0, world:int=1)->int:
+    "Which of `n` items process `rank` trains on at `step`: a fresh permutation each epoch."
     g = step * world + rank
     epoch, pos = divmod(g, n)
     return int(np.random.default_rng([seed, epoch]).permutation(n)[pos])
@@ -149,23 +149,23 @@ def draw_number(r:Request, step:int, micro:int=0, rank:int=0, world:int=1, item:
     "The global number of item `item` of micro-step `micro` of update `step` on process `rank`."
     return ((step * r.gradient_accumulation_steps + micro) * world + rank) * r.batch_size + item
 
-def draw_item(samples:list[dict], r:Request, k:int, device='cpu')->tuple:
-    "(sample, σ, noise, caption coin, reference coin) of draw `k`, all from its own generator."
+def draw_item(items:list[dict], r:Request, k:int, device='cpu')->tuple:
+    "(item, σ, noise, caption coin, reference coin) of draw `k`, all from its own generator."
     import torch
     g = step_generator(r.seed, k)
-    s = samples[sample_index(len(samples), r.seed, k)]
+    s = items[item_index(len(items), r.seed, k)]
     n_tok = int(s['keep'].numel())
     sigma = sample_sigma(n_tok, g, r.timestep_sampler)
     noise = torch.randn(n_tok, s['target'].shape[0], generator=g).to(device)
     coins = torch.rand(2, generator=g).tolist()  # drawn after σ and noise, so those never depend on the rates
     return s, sigma, noise, coins[0], coins[1]
 
-def step_batch(transformer, samples:list[dict], r:Request, step:int, rank:int=0, world:int=1, device='cpu',
+def step_batch(transformer, items:list[dict], r:Request, step:int, rank:int=0, world:int=1, device='cpu',
                micro:int=0, # micro-step of the update (gradient accumulation)
                empty=None,  # (context, mask) of the empty prompt, for caption dropout
               )->tuple:
     "(batch, σ of each item) of micro-step `micro` of `step` on process `rank`."
-    draws = [draw_item(samples, r, draw_number(r, step, micro, rank, world, j), device) for j in range(r.batch_size)]
+    draws = [draw_item(items, r, draw_number(r, step, micro, rank, world, j), device) for j in range(r.batch_size)]
     drop_ref = draws[0][4] < r.reference_dropout_rate  # one coin per micro-step: a batch shares its sequence length
     fps = lambda s: float(s['fps']) if 'fps' in s else float(r.frame_rate)  # the clip's rate (`dataset.model_fps`), cached with it
     bs = [masked_batch(transformer, s, sg, noise, fps(s),
@@ -356,7 +356,7 @@ def open_run(st:TrainState, report):
     if st.main:
         write_config(st.run_dir, st.r, data_files=st.data, audio_branch='not loaded: video-only training'); write_request(st.run_dir, st.r); write_report(st.run_dir, report)
 
-# %% ../nbs/08_train.ipynb #d7250fb0
+# %% ../nbs/08_train.ipynb #34ffbcab
 def prepare_data(st:TrainState, report, progress:bool=True):
     "Stop on an unusable dataset, (debug archive), cache latents and text, embed validation prompts; load the items."
     from ltx_nb.dataset import write_debug_dataset
@@ -367,19 +367,19 @@ def prepare_data(st:TrainState, report, progress:bool=True):
         if main and r.debug_dataset: write_debug_dataset(report, r, st.run_dir/DEBUG_ARCHIVE, progress=progress)
         cached = cache_dataset(report, r, device=acc.device, progress=progress and main)
         if r.validation:
-            from ltx_nb.sampler import validation_prompts
+            from ltx_nb.validation import validation_prompts
             encode_prompts(validation_prompts(r), r.model, device=acc.device, text_encoder=r.text_encoder)
         if r.caption_dropout_rate: empty = encode_prompts([''], r.model, device=acc.device, text_encoder=r.text_encoder)[0]
     st.items = [c.load(acc.device) for c in cached]
     if r.caption_dropout_rate:
         from ltx_nb.latents import load_tensors
-        e = load_tensors(empty, acc.device); st.empty = (e['context'], e['mask'])
+        e = load_tensors(empty, acc.device); st.empty = (e['context'], e['context_mask'])
 
 def validation_callbacks(st:TrainState, callbacks=None)->list:
     "`callbacks`, or the masked validation sampler when the request has validation entries (its failures are warnings)."
     if callbacks is not None: return list(callbacks)
     if not st.r.validation: return []
-    from ltx_nb.sampler import make_validation_callback
+    from ltx_nb.validation import make_validation_callback
     cb = make_validation_callback(st.r, st.run_dir, is_main=st.main)
     def validate(step, transformer, run_dir, r):
         try: return cb(step, transformer, run_dir, r)
@@ -647,23 +647,23 @@ def train(r:Request|dict|str, # a request, its dict, or a request JSON path
             raise
 
 # %% ../nbs/08_train.ipynb #572b32c0
-def masked_eval_loss(transformer, samples:list[dict], seed:int=0, sigmas=(0.3, 0.6, 0.9), mismatched:bool=False,
+def masked_eval_loss(transformer, items:list[dict], seed:int=0, sigmas=(0.3, 0.6, 0.9), mismatched:bool=False,
                      fps:float|None=None)->float:
-    "Mean masked loss over samples × σ with fixed noise; `mismatched` gives each sample the next one's reference."
+    "Mean masked loss over items × σ with fixed noise; `mismatched` gives each item the next one's reference."
     import torch
     out = []
     with torch.no_grad():
-        for i, s in enumerate(samples):
+        for i, s in enumerate(items):
             for j, sg in enumerate(sigmas):
                 g = step_generator(seed, 10**7 + i * len(sigmas) + j)
                 noise = torch.randn(int(s['keep'].numel()), s['target'].shape[0], generator=g).to(s['target'].device)
-                ref = samples[(i + 1) % len(samples)]['reference'] if mismatched else None
+                ref = items[(i + 1) % len(items)]['reference'] if mismatched else None
                 out.append(float(step_loss(transformer, masked_batch(transformer, s, sg, noise, fps, ref))))
     return float(np.mean(out))
 
 def learning_check(run_dir:str|Path, # a completed run
                    seed:int=0)->dict:
-    "Untrained, trained and mismatched-reference masked losses of a run's LoRA on its own samples, and their ratios."
+    "Untrained, trained and mismatched-reference masked losses of a run's LoRA on its own training items, and their ratios."
     import torch
     from ltx_nb.dataset import DatasetReport
     from ltx_nb.latents import cache_dataset
@@ -671,11 +671,11 @@ def learning_check(run_dir:str|Path, # a completed run
     run_dir = Path(run_dir)
     r = read_request(run_dir)
     from ltx_nb.dataset import check_dataset
-    samples = [c.load() for c in cache_dataset(check_dataset(r, progress=False), r, progress=False)]
+    items = [c.load() for c in cache_dataset(check_dataset(r, progress=False), r, progress=False)]
     tr = add_lora(load_transformer(r.model).requires_grad_(False), r.rank).eval()
-    untrained = masked_eval_loss(tr, samples, seed)
+    untrained = masked_eval_loss(tr, items, seed)
     set_lora_state(tr, load_lora_state(run_dir/'lora.safetensors'))
-    trained = masked_eval_loss(tr, samples, seed)
-    mismatched = masked_eval_loss(tr, samples, seed, mismatched=True)
+    trained = masked_eval_loss(tr, items, seed)
+    mismatched = masked_eval_loss(tr, items, seed, mismatched=True)
     return dict(untrained=untrained, trained=trained, mismatched=mismatched,
                 trained_vs_untrained=trained / untrained, trained_vs_mismatched=trained / mismatched)

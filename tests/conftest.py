@@ -14,9 +14,9 @@ def _isolated_cache(tmp_path_factory):
 @pytest.fixture(scope='session')
 def triplets(tmp_path_factory):
     "Three small triplets (25 frames) in a folder, made once per session."
-    from ltx_nb.samples import make_samples
+    from ltx_nb.synth import make_triplets
     d = tmp_path_factory.mktemp('triplets')
-    make_samples(d, n=3, frames=25)
+    make_triplets(d, n=3, frames=25)
     return d
 
 def ltx_nb(*args, cwd=None, timeout=600):
@@ -29,7 +29,7 @@ def validated_run(triplets, tmp_path_factory)->Path:
     """One short real run directory, made once per session: the tiny model, the 16:9 'low' bucket at 9 frames, 100 steps,
     one validation entry sampled with one denoising step at step 50 and at the end. Copy it before changing it."""
     from ltx_nb.core import EMBEDDED_MODEL, load_request
-    from ltx_nb.samples import triplet_files
+    from ltx_nb.synth import triplet_files
     from ltx_nb.train import train
     f = triplet_files(1)
     entry = dict(prompt='entry 1', video_url=str(triplets/f['end']), mask_url=str(triplets/f['mask']),

@@ -5,10 +5,10 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 
-def run(script:str, *args:str, tmp_path:Path)->str:
+def run(script:str, *args:str, tmp_path:Path, timeout:int=120)->str:
     env = dict(os.environ, LTX_NB_CACHE=str(tmp_path/'cache'))
     p = subprocess.run([sys.executable, str(ROOT/'benchmarks'/script), '--quick', *args], capture_output=True, text=True,
-                       env=env, cwd=tmp_path, timeout=120)
+                       env=env, cwd=tmp_path, timeout=timeout)
     assert p.returncode == 0, p.stdout + p.stderr
     return p.stdout
 
@@ -28,3 +28,10 @@ def test_gpu_step_without_cuda(tmp_path):
     out = run('gpu_step.py', tmp_path=tmp_path)
     if torch.cuda.is_available(): assert '| case | tokens (ref+target) | s/step |' in out, out
     else: assert out.startswith('skipped: no CUDA'), out
+
+def test_caching_quick(tmp_path):
+    "The caching benchmark: ceiling, loader with 1 and 2 workers, encode only, cache_dataset; its ratios and the decode-path table."
+    out = run('caching.py', '--decode-paths', tmp_path=tmp_path, timeout=400)  # loads the tiny VAE and forks workers
+    for s in ('| pipeline | s/pass |', 'loader, 2 workers', 'caching, 1 worker', 'loader / ceiling:', 'caching / max(decode, encode):',
+              'load average', '| source | scale |'):
+        assert s in out, (s, out)

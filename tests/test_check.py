@@ -72,16 +72,16 @@ def write_png(path:Path, img:np.ndarray)->Path:
 @pytest.fixture(scope='module')
 def clips(tmp_path_factory)->Path:
     "Three 64×64 triplets of 25 frames (mp4 + png mask, mov + mp4 mask, webm + jpg mask), with captions."
-    from ltx_nb.samples import make_samples
+    from ltx_nb.synth import make_triplets
     d = tmp_path_factory.mktemp('clips')
-    make_samples(d, n=3, frames=25, size=(64, 64))
+    make_triplets(d, n=3, frames=25, size=(64, 64))
     return d
 
 @pytest.fixture(scope='module')
 def clips_zip(tmp_path_factory)->Path:
     "The first two of those triplets in a zip, under a sub-folder."
-    from ltx_nb.samples import make_samples_zip
-    return make_samples_zip(tmp_path_factory.mktemp('zips')/'clips.zip', n=2, frames=25, size=(64, 64), prefix='set')
+    from ltx_nb.synth import make_triplets_zip
+    return make_triplets_zip(tmp_path_factory.mktemp('zips')/'clips.zip', n=2, frames=25, size=(64, 64), prefix='set')
 
 @pytest.fixture
 def wd(tmp_path)->Path: return tmp_path/'work'
@@ -486,3 +486,47 @@ def test_caption_encodings(clips, cache, tmp_path):
     assert r['cp']['caption'] == 'zz9 Café crème — naïve façade'
     assert r['bom']['caption'] == 'zz9 Ünïcödé ✓ caption'
     assert r['none']['caption'] == 'zz9' and 'no caption' in r['none']['flags']
+
+# ---------------------------------------------------------------- validation entries (before any model loads)
+
+def _request_with_validation(clips:Path, tmp_path:Path, **kw)->Path:
+    "A request on `clips` whose two validation entries are a 25-frame clip and an unreachable URL."
+    from ltx_nb.synth import triplet_files
+    f = triplet_files(0)
+    entries = [dict(prompt='a', video_url=str(clips/f['end']), mask_url=str(clips/f['mask']), reference_video_url=str(clips/f['start'])),
+               dict(prompt='b', video_url='http://127.0.0.1:9/nothing-listens-here.mp4', mask_url=str(clips/f['mask']),
+                    reference_video_url=str(clips/f['start']))]
+    req = tmp_path/'request.json'
+    req.write_text(json.dumps(dict(training_data_url=str(clips), number_of_frames=17, resolution='low', validation=entries,
+                                   validation_resolution='low', **kw)))
+    return req
+
+def test_check_fits_validation_entries(clips, cache, tmp_path):
+    "A too-short and an unreachable validation clip fail `ltx-nb check` (exit 2), both listed, although every triplet is ok."
+    p = check(_request_with_validation(clips, tmp_path, validation_number_of_frames=33), cache=cache, workdir=tmp_path/'wd')
+    assert p.returncode == 2, (p.returncode, p.stderr[-2000:])
+    assert '3 ok' in p.stdout
+    err = p.stderr
+    assert 'validation[0].video_url' in err and 'needs 33' in err and 'validation_number_of_frames' in err, err
+    assert 'validation[1].video_url' in err and 'nothing-listens-here.mp4' in err, err
+    assert 'Traceback' not in err
+    ok = check(_request_with_validation(clips, tmp_path, validation_number_of_frames=17), '--json', cache=cache, workdir=tmp_path/'wd')
+    assert ok.returncode == 2 and 'validation[0]' not in ok.stderr and 'validation[1].video_url' in ok.stderr
+    assert json.loads(ok.stdout)['validation_problems'] == [l.strip()[2:] for l in ok.stderr.splitlines() if l.strip().startswith('- ')]
+
+def test_planner_and_train_refuse_bad_validation_before_any_model(clips, tmp_path, monkeypatch):
+    "The job planner lists the validation entries' problems; `train` stops at its data check, before loading a model."
+    from ltx_nb.core import RequestError, load_request
+    from ltx_nb.runner import plan_jobs
+    import ltx_nb.model
+    req = _request_with_validation(clips, tmp_path, validation_number_of_frames=33, model='embedded:tiny')
+    with pytest.raises(RequestError) as e: plan_jobs([str(req)])
+    msgs = e.value.problems
+    assert any('validation[0].video_url' in m and 'needs 33' in m for m in msgs), msgs
+    assert any('validation[1].video_url' in m for m in msgs), msgs
+    def no_model(*a, **k): raise AssertionError('a model was loaded before the validation entries were checked')
+    monkeypatch.setattr(ltx_nb.model, 'load_transformer', no_model)
+    from ltx_nb.train import train
+    with pytest.raises(RequestError) as e:
+        train(load_request(req), run_dir=tmp_path/'run', progress=False)
+    assert any('validation[1].video_url' in m for m in e.value.problems), e.value.problems

@@ -104,8 +104,8 @@ def test_runs_on_damaged_directories(tmp_path, capsys):
     one_line(err, 'progress.json', 'is a file, not a folder')
 
 def test_a_file_as_workdir_is_one_line(tmp_path, capsys):
-    from ltx_nb.samples import make_samples
-    make_samples(tmp_path/'ds', n=1, frames=9, size=(64, 64))
+    from ltx_nb.synth import make_triplets
+    make_triplets(tmp_path/'ds', n=1, frames=9, size=(64, 64))
     (tmp_path/'file').write_text('x')
     import shutil; shutil.make_archive(str(tmp_path/'ds'), 'zip', tmp_path/'ds')
     capsys.readouterr()
@@ -253,8 +253,8 @@ def test_refresh_sources_and_the_refresh_flag(server, tmp_path, monkeypatch, cap
 # ---------------------------------------------------------------- quiet output
 
 def test_no_progress_bars_on_a_pipe(tmp_path):
-    from ltx_nb.samples import make_samples_zip
-    z = make_samples_zip(tmp_path/'ds.zip', n=1, frames=9, size=(64, 64))
+    from ltx_nb.synth import make_triplets_zip
+    z = make_triplets_zip(tmp_path/'ds.zip', n=1, frames=9, size=(64, 64))
     exe = Path(sys.executable).parent/'ltx-nb'
     p = subprocess.run([str(exe), 'check', str(z), '--number-of-frames', '9', '--workdir', str(tmp_path/'w')],
                        capture_output=True, text=True, timeout=300, env={**os.environ, 'PYTHONPATH': str(ROOT)})
@@ -279,8 +279,8 @@ pm.execute_notebook({str(tmp_path/'a.ipynb')!r}, {str(tmp_path/'b.ipynb')!r}, ke
 
 @pytest.mark.parametrize('cmd', ['train', 'run'])
 def test_train_and_run_refuse_special_validation_files_before_anything_runs(cmd, tmp_path, fifo, capsys):
-    from ltx_nb.samples import make_samples
-    make_samples(tmp_path/'ds', n=1, frames=9, size=(64, 64)); capsys.readouterr()
+    from ltx_nb.synth import make_triplets
+    make_triplets(tmp_path/'ds', n=1, frames=9, size=(64, 64)); capsys.readouterr()
     req = tmp_path/'req.json'
     req.write_text(json.dumps(dict(training_data_url='ds', validation=[
         dict(prompt='p', video_url=str(fifo), mask_url='/dev/zero', reference_video_url='ds/sample00_start.mp4')])))

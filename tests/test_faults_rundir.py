@@ -23,9 +23,9 @@ def _one_thread():
 
 @pytest.fixture(scope='module')
 def data(tmp_path_factory)->Path:
-    from ltx_nb.samples import make_samples
+    from ltx_nb.synth import make_triplets
     d = tmp_path_factory.mktemp('fault_data')
-    make_samples(d, n=2, frames=9)
+    make_triplets(d, n=2, frames=9)
     return d
 
 @pytest.fixture(scope='module')
@@ -150,8 +150,8 @@ def test_a_pickle_in_a_checkpoint_is_not_executed(finished, tmp_path, monkeypatc
 # ---------------------------------------------------------------- validation
 
 def test_a_failing_validation_is_a_warning_and_the_lora_is_kept(data, work, monkeypatch):
-    import ltx_nb.sampler as S
-    from ltx_nb.samples import triplet_files
+    import ltx_nb.validation as S
+    from ltx_nb.synth import triplet_files
     def broken(r, run_dir, is_main=True, **kw):
         def cb(step, tr, run_dir, r): raise RuntimeError('decoder exploded')
         return cb

@@ -83,10 +83,10 @@ def test_reference_positions_are_scaled_by_exactly_the_factor():
 @pytest.fixture(scope='module')
 def fps_data(tmp_path_factory)->Path:
     "One triplet whose target plays at 30 fps and whose reference plays at 25 fps."
-    from ltx_nb.samples import make_samples
+    from ltx_nb.synth import make_triplets
     root = tmp_path_factory.mktemp('fps')
-    make_samples(root/'d30', n=1, frames=25, size=(64, 64), fps=30)
-    make_samples(root/'d25', n=1, frames=25, size=(64, 64), fps=25)
+    make_triplets(root/'d30', n=1, frames=25, size=(64, 64), fps=30)
+    make_triplets(root/'d25', n=1, frames=25, size=(64, 64), fps=25)
     start = next((root/'d30').rglob('*_start.*'))
     shutil.copy(next((root/'d25').rglob('*_start.*')), start)
     return root/'d30'
@@ -141,9 +141,9 @@ def test_variable_frame_rate_is_noted():
 
 @pytest.fixture(scope='module')
 def small_data(tmp_path_factory)->Path:
-    from ltx_nb.samples import make_samples
+    from ltx_nb.synth import make_triplets
     d = tmp_path_factory.mktemp('small')
-    make_samples(d, n=1, frames=17, size=(64, 64))
+    make_triplets(d, n=1, frames=17, size=(64, 64))
     return d
 
 def test_each_encoder_is_collected_before_the_next_loads(small_data, tmp_path, monkeypatch):

@@ -18,9 +18,9 @@ CPU = ['--set', 'model="embedded:tiny"', '--set', 'number_of_frames=9', '--set',
 @pytest.fixture(scope='module')
 def small(tmp_path_factory):
     "Two 17-frame triplets and a request for them."
-    from ltx_nb.samples import make_samples
+    from ltx_nb.synth import make_triplets
     d = tmp_path_factory.mktemp('jobs')
-    make_samples(d/'clips', n=2, frames=17)
+    make_triplets(d/'clips', n=2, frames=17)
     (d/'req.json').write_text(json.dumps(dict(training_data_url='clips', rank=8)))
     return d
 
@@ -37,8 +37,8 @@ def test_every_request_is_validated_before_anything_runs(small, tmp_path):
 
 def test_seed_example_runs_unchanged_apart_from_urls(tmp_path):
     "The seed's JSON, its URLs pointed at local files, validates and checks as it is (89 frames, medium, 3000 steps)."
-    from ltx_nb.samples import make_samples_zip
-    make_samples_zip(tmp_path/'v2v_masked_triplets.zip', n=2, frames=97, size=(160, 160))
+    from ltx_nb.synth import make_triplets_zip
+    make_triplets_zip(tmp_path/'v2v_masked_triplets.zip', n=2, frames=97, size=(160, 160))
     req = json.loads(json.dumps(SEED_EXAMPLE))
     req['training_data_url'] = 'file://' + str(tmp_path/'v2v_masked_triplets.zip')
     src = sorted(ROOT.glob('data_samples/sample00_*'))
@@ -82,3 +82,14 @@ def test_sweep_runs_one_job_per_combination(small, tmp_path):
     from ltx_nb.model import lora_metadata
     ranks = sorted(lora_metadata(d/'lora.safetensors')['rank'] for d in (tmp_path/'sweep').iterdir())
     assert ranks == ['16', '8']
+
+def test_parameters_cell_is_the_request_table():
+    "The job notebook's parameters cell (source and packaged copy) is generated from the request table: one line per field."
+    from dataclasses import fields
+    from ltx_nb.core import Request
+    from ltx_nb.runner import job_parameters_source, job_notebook_path, JOB_NOTEBOOK
+    for nb in (ROOT/'nbs'/'jobs'/JOB_NOTEBOOK, job_notebook_path()):
+        cell = next(c for c in json.loads(nb.read_text())['cells'] if 'parameters' in c['metadata'].get('tags', []))
+        assert ''.join(cell['source']) == job_parameters_source(), f"{nb}: run tools/sync_jobs.py"
+    names = [l.split(' = ')[0] for l in job_parameters_source().splitlines() if ' = ' in l]
+    assert names[:len(fields(Request))] == [f.name for f in fields(Request)]

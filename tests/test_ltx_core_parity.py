@@ -38,7 +38,7 @@ def batch(tr, ref_grid=(3, 2, 2), grid=(3, 4, 4), sigma=0.7, seed=0):
     C, D = tr.config.in_channels, tr.config.cross_attention_dim
     s = dict(target=torch.randn(C, *grid, generator=g), reference=torch.randn(C, *ref_grid, generator=g),
              keep=(torch.rand(*grid, generator=g) > 0.5).float(), context=torch.randn(8, D, generator=g),
-             mask=torch.tensor([0, 0, 1, 1, 1, 1, 1, 1]))
+             context_mask=torch.tensor([0, 0, 1, 1, 1, 1, 1, 1]))
     return masked_batch(tr, s, sigma, torch.randn(grid[0]*grid[1]*grid[2], C, generator=g), fps=24.0)
 
 def run_both(ours_model, core_model, b):
@@ -174,8 +174,8 @@ def ltx_nb(*args, cwd=None):
 def test_single_file_check_train_sample_equals_folder(tmp_path):
     "check → train (100 steps) → sample from the single file + Gemma folder equals the same from the diffusers folder."
     from safetensors.torch import load_file
-    from ltx_nb.samples import make_samples, triplet_files
-    data = tmp_path/'data'; make_samples(data, n=2, frames=9)
+    from ltx_nb.synth import make_triplets, triplet_files
+    data = tmp_path/'data'; make_triplets(data, n=2, frames=9)
     single = lf.write_single_file(embedded_model_dir(), tmp_path/'ltx-2.3-tiny.safetensors')
     gemma = lf.write_gemma_folder(embedded_model_dir(), tmp_path/'gemma')
     base = dict(training_data_url=str(data), number_of_frames=9, resolution='low', aspect_ratio='16:9', number_of_steps=100,

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from ltx_nb.core import EMBEDDED_MODEL, DEFAULT_NEGATIVE_PROMPT, parse_request
-from ltx_nb.samples import triplet_files
+from ltx_nb.synth import triplet_files
 
 ROOT = Path(__file__).resolve().parents[1]
 EXE = Path(sys.executable).parent/'ltx-nb'
@@ -21,9 +21,9 @@ def _wired()->bool:
     return EXE.exists() and subprocess.run([str(EXE), 'sample', '--help'], capture_output=True).returncode == 0
 
 def sample(*args, timeout=600)->subprocess.CompletedProcess:
-    "Run `ltx-nb sample ARGS` (through `ltx_nb.sampler.sample_main` until the console script has it)."
+    "Run `ltx-nb sample ARGS` (through `ltx_nb.cli.main` when the console script is not installed)."
     cmd = ([str(EXE), 'sample'] if _wired() else
-           [sys.executable, '-c', 'import sys; from ltx_nb.sampler import sample_main; sys.exit(sample_main(sys.argv[1:]))'])
+           [sys.executable, '-c', 'import sys; from ltx_nb.cli import main; sys.exit(main(["sample", *sys.argv[1:]]))'])
     env = {**os.environ, 'HF_HUB_OFFLINE': '1'}
     return subprocess.run([*cmd, *map(str, args)], capture_output=True, text=True, timeout=timeout, env=env, cwd=ROOT)
 
@@ -55,7 +55,8 @@ def test_npz_is_exact_and_matches_the_sampler(triplets, lora, tmp_path):
     import torch
     from ltx_nb.latents import encode_prompts, load_tensors
     from ltx_nb.model import load_transformer, load_vae, load_scheduler, add_lora, set_lora_state, load_lora_state
-    from ltx_nb.sampler import fit_validation_entry, sample_masked
+    from ltx_nb.dataset import fit_validation_entry, ValidationFit
+    from ltx_nb.sampler import sample_masked, SampleSettings
     prompt = 'replace the panel with stripes'
     out = tmp_path/'out.npz'
     r = sample('--model', EMBEDDED_MODEL, '--lora', lora, '--video', piece(triplets, 1, 'end'), '--mask', piece(triplets, 1, 'mask'),
@@ -69,7 +70,7 @@ def test_npz_is_exact_and_matches_the_sampler(triplets, lora, tmp_path):
         validation_resolution='low', validation_aspect_ratio='1:1', reference_downscale_factor=2,
         validation=[dict(prompt=prompt, video_url=str(piece(triplets, 1, 'end')), mask_url=str(piece(triplets, 1, 'mask')),
                          reference_video_url=str(piece(triplets, 1, 'start')))]))
-    inp = fit_validation_entry(req.validation[0], req)
+    inp = fit_validation_entry(req.validation[0], ValidationFit.from_request(req))
     assert frames.shape == inp.source.shape == (9, 512, 512, 3) and inp.reference.shape == (9, 256, 256, 3)
     assert np.array_equal(white, inp.white) and 0 < white.mean() < 1
     assert np.array_equal(frames[~white], inp.source[~white])               # kept pixels: exactly the source
@@ -77,8 +78,8 @@ def test_npz_is_exact_and_matches_the_sampler(triplets, lora, tmp_path):
     tr = add_lora(load_transformer(EMBEDDED_MODEL).requires_grad_(False), 4)
     set_lora_state(tr, load_lora_state(lora)); tr.eval()
     pos, neg = [load_tensors(p) for p in encode_prompts([prompt, DEFAULT_NEGATIVE_PROMPT], EMBEDDED_MODEL)]
-    direct = sample_masked(tr, load_vae(EMBEDDED_MODEL), load_scheduler(EMBEDDED_MODEL), inp, pos['context'], pos['mask'],
-                           neg['context'], neg['mask'], steps=1, seed=7)
+    direct = sample_masked(tr, load_vae(EMBEDDED_MODEL), load_scheduler(EMBEDDED_MODEL), inp, (pos, neg),
+                           SampleSettings(steps=1, seed=7))
     assert np.array_equal(frames, direct)
 
 def test_mp4_output_and_base_model(triplets, tmp_path):
@@ -141,7 +142,7 @@ def test_validation_during_training(triplets, tmp_path):
     from ltx_nb.core import load_request
     from ltx_nb.media import probe_video
     from ltx_nb.latents import encode_prompts
-    from ltx_nb.sampler import make_validation_callback, validation_prompts
+    from ltx_nb.validation import make_validation_callback, validation_prompts
     from ltx_nb.train import train
     from ltx_nb.rundir import read_metrics
     entries = [dict(prompt=f'entry {i}', video_url=str(piece(triplets, i, 'end')), mask_url=str(piece(triplets, i, 'mask')),
@@ -161,3 +162,48 @@ def test_validation_during_training(triplets, tmp_path):
     assert all(m['kept_max_error'] == 0 and m['psnr_region'] is not None for m in rows)  # sources are training targets
     assert len([m for m in read_metrics(res.run_dir) if 'loss' in m]) == 100
     assert probe_video(res.run_dir/'validation.mp4').frames == 2 * 9
+
+def _scaled_lora(src:Path, dest:Path, value:float)->Path:
+    "A copy of LoRA `src` with every lora_B weight set to `value`."
+    from safetensors.torch import load_file, save_file
+    from ltx_nb.model import lora_metadata
+    sd = load_file(str(src))
+    save_file({k: v.fill_(value) if 'lora_B' in k else v for k, v in sd.items()}, str(dest), lora_metadata(src))
+    return dest
+
+def test_nan_lora_is_refused_by_name(triplets, lora, tmp_path):
+    "A LoRA holding NaN exits 2 naming the file, before any model loads; no output is written."
+    bad = _scaled_lora(lora, tmp_path/'nan.safetensors', float('nan'))
+    r = sample('--model', EMBEDDED_MODEL, '--lora', bad, '--video', piece(triplets, 0, 'end'), '--mask', piece(triplets, 0, 'mask'),
+               '--reference', piece(triplets, 0, 'start'), '--steps', '1', *SMALL, '--out', tmp_path/'o.npz')
+    assert r.returncode == 2, (r.returncode, r.stderr[-2000:])
+    assert 'nan.safetensors' in r.stderr and 'NaN or infinity' in r.stderr and 'Traceback' not in r.stderr
+    assert not (tmp_path/'o.npz').exists()
+
+def test_non_finite_prediction_stops_with_a_clear_error(triplets, lora, tmp_path):
+    "Finite LoRA weights so large that the prediction overflows: exit 1 with the step named, no black output."
+    huge = _scaled_lora(lora, tmp_path/'huge.safetensors', 3e38)
+    r = sample('--model', EMBEDDED_MODEL, '--lora', huge, '--video', piece(triplets, 0, 'end'), '--mask', piece(triplets, 0, 'mask'),
+               '--reference', piece(triplets, 0, 'start'), '--steps', '1', *SMALL, '--out', tmp_path/'o.npz')
+    assert r.returncode == 1, (r.returncode, r.stderr[-2000:])
+    assert 'not finite' in r.stderr and 'step 1 of 1' in r.stderr and 'Traceback' not in r.stderr
+    assert not (tmp_path/'o.npz').exists()
+
+def test_options_come_from_the_request_table():
+    "`ltx-nb sample` and `ltx-nb check` options not given leave the request table's defaults; choices are the table's."
+    from dataclasses import fields
+    from ltx_nb.core import Request
+    from ltx_nb.cli import build_parser, SAMPLE_OPTIONS, CHECK_OPTIONS
+    table = {f.name: f for f in fields(Request)}
+    p = build_parser()
+    a = p.parse_args(['sample', '--video', 'v.mp4', '--mask', 'm.png', '--reference', 'r.mp4', '--out', 'o.npz'])
+    assert all(getattr(a, n) is None for n in SAMPLE_OPTIONS.values())
+    c = p.parse_args(['check', 'x.zip'])
+    assert all(getattr(c, n) is None for n in CHECK_OPTIONS)
+    sub = p._subparsers._group_actions[0].choices
+    for cmd, opts in (('sample', SAMPLE_OPTIONS.items()), ('check', [('--' + n.replace('_', '-'), n) for n in CHECK_OPTIONS])):
+        acts = {s: act for act in sub[cmd]._actions for s in act.option_strings}
+        for flag, name in opts:
+            assert acts[flag].choices == table[name].metadata['choices'], (cmd, flag)
+            d = table[name].default
+            assert f"default: {'on' if d is True else 'off' if d is False else repr(d)[:20]}" in acts[flag].help or len(repr(d)) > 40, (cmd, flag)

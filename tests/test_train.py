@@ -102,9 +102,9 @@ def checkpoint_state(ck:Path)->tuple[int,int]:
 @pytest.fixture(scope='module')
 def data(tmp_path_factory)->Path:
     "Three triplets of 17 frames (the generator's mix of sizes, containers and mask kinds)."
-    from ltx_nb.samples import make_samples
+    from ltx_nb.synth import make_triplets
     d = tmp_path_factory.mktemp('train_data')
-    make_samples(d, n=3, frames=17)
+    make_triplets(d, n=3, frames=17)
     return d
 
 @pytest.fixture(scope='module')
@@ -383,15 +383,15 @@ def test_lora_loads_in_diffusers_and_reproduces_the_trained_model(reference_run,
 #   lr 3e-3 seed 3: step 400 0.518 / 0.808, step 500 0.497 / 0.779
 #   lr 2e-3 seed 0: step 400 0.564 / 0.847, step 500 0.537 / 0.791, step 800 0.487 / 0.717
 # With the seeded init the test's own run (seed 1) is bit-reproducible on this stack: 0.505 / 0.810.
-# At step 100 the mismatched ratio is still 1.00: the LoRA first learns what every sample shares, then how to copy
+# At step 100 the mismatched ratio is still 1.00: the LoRA first learns what every training item shares, then how to copy
 # the reference into the masked region. 500 steps at 3e-3 take ~75 s on an idle core.
 LEARN = dict(number_of_steps=500, learning_rate=3e-3, warmup_steps=20, checkpoint_interval=0, seed=1)
 
 @pytest.fixture(scope='module')
 def learning_proc(tmp_path_factory, work):
-    from ltx_nb.samples import make_samples
+    from ltx_nb.synth import make_triplets
     d = tmp_path_factory.mktemp('learn_data')
-    make_samples(d, n=5, frames=17)
+    make_triplets(d, n=5, frames=17)
     req = write_request(work/'learn.json', d, **LEARN)
     run_dir, log = work/'learn', work/'learn.log'
     proc = ltx_start(req, run_dir, log)

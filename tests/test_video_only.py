@@ -22,7 +22,7 @@ def batch(models):
     C, (F, H, W) = models[0].config.in_channels, (3, 2, 4)
     keep = torch.ones(F, H, W); keep[1:, :, 1:3] = 0
     s = dict(target=torch.randn(C, F, H, W, generator=g), reference=torch.randn(C, F, 1, 2, generator=g), keep=keep,
-             context=torch.randn(8, models[0].config.cross_attention_dim, generator=g), mask=torch.ones(8, dtype=torch.long))
+             context=torch.randn(8, models[0].config.cross_attention_dim, generator=g), context_mask=torch.ones(8, dtype=torch.long))
     return masked_batch(models[1], s, 0.7, torch.randn(F * H * W, C, generator=g))
 
 def predict(m, b, stg=None):

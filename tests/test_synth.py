@@ -8,7 +8,7 @@ import pytest
 from ltx_nb.core import VIDEO_EXTS, load_request
 from ltx_nb.media import probe_video, read_clip
 from ltx_nb.archive import decode_text
-from ltx_nb.samples import (triplet_frames, make_samples, make_samples_zip, reference_agreement, sample_request,
+from ltx_nb.synth import (triplet_frames, make_triplets, make_triplets_zip, reference_agreement, triplets_request,
                             triplet_files, triplet_arrays, _caption, _PLAN)
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -44,7 +44,7 @@ def test_committed_plan_and_readme():
 
 def test_committed_request_loads():
     req = json.loads((DATA/'request.json').read_text())
-    assert req == sample_request(DATA)
+    assert req == triplets_request(DATA)
     assert list(req)[:10] == ['training_data_url', 'trigger_phrase', 'rank', 'number_of_steps', 'learning_rate',
                               'number_of_frames', 'frame_rate', 'resolution', 'aspect_ratio', 'validation']
     r = load_request(DATA/'request.json')
@@ -94,8 +94,8 @@ def test_decord_reads_every_clip():
             assert len(vr) == (64 if p.name == 'sample05_mask.webm' else 97), p
 
 def test_zip_holds_the_same_files(tmp_path):
-    z = make_samples_zip(tmp_path/'s.zip', n=3, frames=9, size=(64, 32), prefix='data')
-    make_samples(tmp_path/'dir', n=3, frames=9, size=(64, 32))
+    z = make_triplets_zip(tmp_path/'s.zip', n=3, frames=9, size=(64, 32), prefix='data')
+    make_triplets(tmp_path/'dir', n=3, frames=9, size=(64, 32))
     with zipfile.ZipFile(z) as zf:
         assert sorted(zf.namelist()) == ['data/' + n for n in listing(tmp_path/'dir')]
         assert all(zf.read('data/' + n) == (tmp_path/'dir'/n).read_bytes() for n in listing(tmp_path/'dir'))
