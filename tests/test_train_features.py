@@ -25,9 +25,9 @@ def _one_thread():
 
 @pytest.fixture(scope='module')
 def data(tmp_path_factory)->Path:
-    from ltx_nb.samples import make_samples
+    from ltx_nb.synth import make_triplets
     d = tmp_path_factory.mktemp('feature_data')
-    make_samples(d, n=3, frames=9)
+    make_triplets(d, n=3, frames=9)
     return d
 
 def request(data:Path, run_dir:Path, **kw):
