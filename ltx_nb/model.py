@@ -70,6 +70,27 @@ def _synthetic_clip(frames:int=17, height:int=128, width:int=128, seed:int=0)->n
     noise = rng.normal(0, 0.15, (1, height, width, 3))
     return ((base + noise).clip(-1, 1) * 127.5 + 127.5).astype(np.uint8)
 
+def _tiny_vae(seed:int):
+    "The tiny LTX-2 video VAE on the real 8×32×32 grid, its latent normalisation calibrated on a fixed clip."
+    import torch
+    from diffusers import AutoencoderKLLTX2Video
+    V = TINY_VIDEO
+    torch.manual_seed(seed)
+    vae = AutoencoderKLLTX2Video(latent_channels=V['latent_channels'],
+        block_out_channels=(8, 16, 32, 64), decoder_block_out_channels=(8, 16, 32),
+        layers_per_block=(1, 1, 1, 1, 1), decoder_layers_per_block=(1, 1, 1, 1),
+        spatio_temporal_scaling=(True,)*4, decoder_spatio_temporal_scaling=(True,)*3, decoder_inject_noise=(False,)*4,
+        downsample_type=('spatial', 'temporal', 'spatiotemporal', 'spatiotemporal'), upsample_type=('spatiotemporal',)*3,
+        upsample_residual=(True,)*3, upsample_factor=(2, 2, 2), patch_size=4, patch_size_t=1,
+        encoder_causal=True, decoder_causal=False,
+        spatial_compression_ratio=VAE_PIXELS, temporal_compression_ratio=VAE_FRAMES)
+    with torch.no_grad():  # calibrate the latent normalisation on a fixed clip
+        x = torch.from_numpy(_synthetic_clip()).permute(3, 0, 1, 2)[None].float() / 127.5 - 1
+        z = vae.encode(x).latent_dist.mode()
+        vae.latents_mean.copy_(z.mean((0, 2, 3, 4)))
+        vae.latents_std.copy_(z.std((0, 2, 3, 4)))
+    return vae
+
 def _tiny_components(seed:int)->dict:
     "Every component of the tiny LTX-2.3 pipeline, each initialised from `seed`."
     import torch
@@ -108,20 +129,7 @@ def _tiny_components(seed:int)->dict:
         audio_connector_num_attention_heads=A['heads'], audio_connector_attention_head_dim=A['head_dim'],
         audio_connector_num_layers=1, audio_connector_num_learnable_registers=TINY_REGISTERS, audio_gated_attn=True,
         rope_type='split', per_modality_projections=True, video_hidden_dim=inner, audio_hidden_dim=audio_inner)
-    torch.manual_seed(seed)
-    vae = AutoencoderKLLTX2Video(latent_channels=V['latent_channels'],
-        block_out_channels=(8, 16, 32, 64), decoder_block_out_channels=(8, 16, 32),
-        layers_per_block=(1, 1, 1, 1, 1), decoder_layers_per_block=(1, 1, 1, 1),
-        spatio_temporal_scaling=(True,)*4, decoder_spatio_temporal_scaling=(True,)*3, decoder_inject_noise=(False,)*4,
-        downsample_type=('spatial', 'temporal', 'spatiotemporal', 'spatiotemporal'), upsample_type=('spatiotemporal',)*3,
-        upsample_residual=(True,)*3, upsample_factor=(2, 2, 2), patch_size=4, patch_size_t=1,
-        encoder_causal=True, decoder_causal=False,
-        spatial_compression_ratio=VAE_PIXELS, temporal_compression_ratio=VAE_FRAMES)
-    with torch.no_grad():  # calibrate the latent normalisation on a fixed clip
-        x = torch.from_numpy(_synthetic_clip()).permute(3, 0, 1, 2)[None].float() / 127.5 - 1
-        z = vae.encode(x).latent_dist.mode()
-        vae.latents_mean.copy_(z.mean((0, 2, 3, 4)))
-        vae.latents_std.copy_(z.std((0, 2, 3, 4)))
+    vae = _tiny_vae(seed)
     torch.manual_seed(seed)
     audio_vae = AutoencoderKLLTX2Audio(base_channels=A['latent_channels']*A['mel_bins']//4, output_channels=2,
         ch_mult=(1,), num_res_blocks=1, in_channels=2, resolution=32, latent_channels=A['latent_channels'],

@@ -48,3 +48,25 @@ def test_no_import_cycle():
     assert {'core', 'train', 'rundir'} <= set(graph)
     cycle = find_cycle(graph)
     assert cycle is None, 'import cycle among ltx_nb modules: ' + ' → '.join(cycle)
+
+def long_functions(limit:int=60)->list[str]:
+    "Every function or method of the package longer than `limit` lines, as 'module.name (n lines)'."
+    out = []
+    for p in sorted(PKG.glob('*.py')):
+        if p.stem.startswith('_'): continue
+        for node in ast.walk(ast.parse(p.read_text(), str(p))):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and (n := node.end_lineno - node.lineno + 1) > limit:
+                out.append(f"{p.stem}.{node.name} ({n} lines)")
+    return out
+
+def test_every_function_fits_one_screen():
+    assert long_functions() == [], 'split these into named steps: ' + ', '.join(long_functions())
+
+def test_every_numbered_notebook_shows_outputs():
+    "A chapter shows what its cells compute: every numbered notebook is committed with outputs (nbdev-clean keeps them)."
+    import json
+    bare = []
+    for nb in sorted((PKG.parent/'nbs').glob('[0-9][0-9]_*.ipynb')):
+        code = [c for c in json.loads(nb.read_text())['cells'] if c['cell_type'] == 'code']
+        if len(code) > 1 and sum(bool(c.get('outputs')) for c in code) < 3: bare.append(nb.name)
+    assert bare == [], f"run these notebooks and commit them with their outputs (nbdev-test --save): {bare}"
