@@ -14,11 +14,11 @@ from typing import Any
 # %% auto #0
 __all__ = ['VAE_FRAMES', 'VAE_PIXELS', 'RESOLUTIONS', 'ASPECT_RATIOS', 'VIDEO_EXTS', 'IMAGE_EXTS', 'MAX_JSON_BYTES', 'QUIET_ENV',
            'DEFAULT_MODEL', 'EMBEDDED_MODEL', 'TRAINING_TYPE', 'DEFAULT_NEGATIVE_PROMPT', 'VALIDATION_KEYS',
-           'SCENE_SPLIT_REFUSAL', 'VRAM_PRESETS', 'LtxNbError', 'RequestError', 'snap_frames', 'latent_frames',
-           'latent_grid', 'pixel_frame_span', 'bucket_size', 'exact_reference', 'exact_reference_buckets', 'media_kind',
-           'cache_dir', 'source_problem', 'check_regular_file', 'os_error_message', 'load_json', 'show_progress',
-           'atomic_path', 'write_json', 'Request', 'is_remote', 'resolve_source', 'parse_request', 'load_request',
-           'parse_override', 'request_hash']
+           'SCENE_SPLIT_REFUSAL', 'VRAM_PRESETS', 'FEATURE_FIELDS', 'LtxNbError', 'RequestError', 'snap_frames',
+           'latent_frames', 'latent_grid', 'pixel_frame_span', 'bucket_size', 'exact_reference',
+           'exact_reference_buckets', 'media_kind', 'cache_dir', 'source_problem', 'check_regular_file',
+           'os_error_message', 'load_json', 'show_progress', 'atomic_path', 'write_json', 'Request', 'is_remote',
+           'resolve_source', 'parse_request', 'load_request', 'parse_override', 'request_hash']
 
 # %% ../nbs/00_core.ipynb #4f2d1e0c
 class LtxNbError(Exception):
@@ -287,6 +287,17 @@ class Request:
     text_encoder_offload: str = _p('auto', 'on: encode captions on the CPU (once per caption, cached); auto: the preset\'s, else off', choices=('auto', 'on', 'off'), kind=str, seed=False)
     # issue 10: Lightricks' single-file checkpoints (`model` = their .safetensors)
     text_encoder: str = _p(None, "Gemma 3 folder (tokenizer + weights); required when model is a Lightricks single-file .safetensors", kind=str, seed=False)
+    # --- training features (issue 11 part 3: batches, schedules, dropouts, compile, LoRA alpha/dropout) ---
+    batch_size: int = _p(1, 'clips of the bucket stacked per micro-step (loss normalised per sample, then averaged)', lo=1, hi=64, kind=int, seed=False)
+    gradient_accumulation_steps: int = _p(1, 'micro-steps summed into one optimizer update (a step = one update)', lo=1, hi=256, kind=int, seed=False)
+    lr_scheduler: str = _p('constant', 'learning-rate schedule after warmup_steps (diffusers get_scheduler)', choices=('constant', 'linear', 'cosine', 'cosine_with_restarts'), kind=str, seed=False)
+    lr_scheduler_cycles: int = _p(3, 'hard restarts of cosine_with_restarts over the run', lo=1, hi=100, kind=int, seed=False)
+    weight_decay: float = _p(0.0, 'AdamW decoupled weight decay of the LoRA weights', lo=0.0, hi=1.0, kind=float, seed=False)
+    caption_dropout_rate: float = _p(0.0, "share of samples trained with the empty prompt's embedding (CFG's unconditional branch)", lo=0.0, hi=1.0, kind=float, seed=False)
+    reference_dropout_rate: float = _p(0.0, 'share of micro-steps trained without the reference tokens', lo=0.0, hi=1.0, kind=float, seed=False)
+    compile: bool = _p(False, 'torch.compile the transformer blocks (CUDA only; refused on the CPU)', kind=bool, seed=False)
+    lora_alpha: int = _p(None, 'LoRA alpha (default: rank); alpha/rank is folded into lora_B when the file is written', lo=1, hi=1024, kind=int, seed=False)
+    lora_dropout: float = _p(0.0, 'dropout on the LoRA branch input while training', lo=0.0, hi=0.9, kind=float, seed=False)
 
     def to_dict(self)->dict:
         "Every parameter, JSON-ready."
@@ -472,7 +483,11 @@ def parse_override(s:str # `key=value`, the value read as JSON when it parses, e
     try: return k.strip(), json.loads(v, parse_constant=_no_constant)
     except (ValueError, RecursionError): return k.strip(), v  # not JSON (or not sane JSON): the string itself
 
+FEATURE_FIELDS = ('batch_size', 'gradient_accumulation_steps', 'lr_scheduler', 'lr_scheduler_cycles', 'weight_decay',
+                  'caption_dropout_rate', 'reference_dropout_rate', 'compile', 'lora_alpha', 'lora_dropout')
+
 def request_hash(r:Request, n:int=10)->str:
     "A short hash of everything that changes what a run computes (not where it runs)."
     d = {k: v for k, v in r.to_dict().items() if k not in ('run_dir', 'device', 'validation_interval', 'checkpoint_interval', 'num_workers')}
+    d = {k: v for k, v in d.items() if not (k in FEATURE_FIELDS and v == _field_rules()[k].default)}  # older runs keep their hash
     return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:n]

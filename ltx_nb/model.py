@@ -22,9 +22,9 @@ __all__ = ['TINY_MODEL_VERSION', 'TINY_TEXT', 'TINY_VIDEO', 'TINY_AUDIO', 'TINY_
            'load_video_only', 'load_transformer', 'load_vae', 'load_scheduler', 'TextEncoder', 'load_text_encoder',
            'pack_latents', 'unpack_tokens', 'video_coords', 'sequence_coords', 'resolve_device', 'mixed_precision_for',
            'compute_dtype', 'encode_video', 'decode_latents', 'transformer_inputs', 'forward_video', 'stg_blocks_for',
-           'lora_target_modules', 'add_lora', 'lora_state', 'save_lora', 'lora_metadata', 'load_lora_state',
-           'set_lora_state', 'audio_branch_loaded', 'ltx23_transformer_config', 'transformer_parameters',
-           'transformer_weight_bytes']
+           'lora_target_modules', 'add_lora', 'lora_state', 'save_lora', 'folded_lora_state', 'lora_metadata',
+           'load_lora_state', 'set_lora_state', 'audio_branch_loaded', 'ltx23_transformer_config',
+           'transformer_parameters', 'transformer_weight_bytes']
 
 # %% ../nbs/06_model.ipynb #32696fb0
 TINY_MODEL_VERSION = '1'  # bump when the recipe below changes, so cached copies are rebuilt
@@ -578,7 +578,7 @@ def stg_blocks_for(transformer, # an `LTX2VideoTransformer3DModel`
     n = _unwrap(transformer).config.num_layers
     return sorted({min(max(int(b), 0), n - 1) for b in blocks})
 
-# %% ../nbs/06_model.ipynb #939202ad
+# %% ../nbs/06_model.ipynb #e07d52de
 LORA_TARGETS = r'transformer_blocks\.\d+\.(?:(?:attn1|attn2)\.(?:to_q|to_k|to_v|to_out\.0)|ff\.net\.(?:0\.proj|2))'
 
 def lora_target_modules(transformer)->list[str]:
@@ -588,15 +588,17 @@ def lora_target_modules(transformer)->list[str]:
     return list(dict.fromkeys(n for n in names if re.fullmatch(LORA_TARGETS, n)))  # also on a peft-wrapped model
 
 def add_lora(transformer, # an `LTX2VideoTransformer3DModel`; adapted in place
-             rank:int,    # LoRA rank; alpha = rank
+             rank:int,    # LoRA rank
+             alpha:int|None=None, # LoRA alpha (None: rank); the branch is scaled by alpha/rank
+             dropout:float=0.0,   # dropout on the LoRA branch input (train mode only)
             ):
     "`transformer` with a fresh peft LoRA (B = 0, so outputs are unchanged) on `lora_target_modules`."
     from peft import LoraConfig
-    transformer.add_adapter(LoraConfig(r=rank, lora_alpha=rank, target_modules=lora_target_modules(transformer),
-                                       init_lora_weights=True))
+    transformer.add_adapter(LoraConfig(r=rank, lora_alpha=alpha or rank, lora_dropout=dropout,
+                                       target_modules=lora_target_modules(transformer), init_lora_weights=True))
     return transformer
 
-# %% ../nbs/06_model.ipynb #642ba41d
+# %% ../nbs/06_model.ipynb #31560df6
 LORA_PREFIX = 'diffusion_model.'
 
 def lora_state(transformer)->dict:
@@ -624,6 +626,13 @@ def save_lora(transformer_or_state, # a transformer with a LoRA, or its `lora_st
     tensors = {LORA_PREFIX + k: v.detach().to('cpu', dt).contiguous() for k, v in sorted(state.items())}
     with atomic_path(path) as t: save_file(tensors, str(t), metadata=meta)
     return Path(path)
+
+def folded_lora_state(state:dict, # a `lora_state`
+                      alpha:int|None, rank:int, # the alpha and rank it was trained with
+                     )->dict:
+    "`state` with alpha/rank multiplied into every lora_B, so readers that apply B·A (alpha = rank) get the trained model."
+    if not alpha or alpha == rank: return state
+    return {k: v * (alpha / rank) if '.lora_B.' in k else v for k, v in state.items()}
 
 def lora_metadata(path:str|Path)->dict[str,str]:
     "The metadata strings stored in a LoRA file."

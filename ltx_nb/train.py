@@ -19,14 +19,16 @@ from .rundir import (LORA, LOSS_PLOT, DEBUG_ARCHIVE, STATUS_PREPARING, STATUS_RU
                            load_checkpoint, run_lock, raise_run_dir_error, read_request, data_digests, data_changes)
 
 # %% auto #0
-__all__ = ['TIMESTEP_SAMPLERS', 'SIGMA_EPS', 'UNIFORM_SHARE', 'shift_mu', 'stretch_sigma', 'sample_sigma', 'MaskedBatch',
-           'masked_batch', 'masked_loss', 'step_loss', 'step_generator', 'item_index', 'step_batch', 'precision',
-           'make_optimizer', 'warmup_schedule', 'peak_memory_mb', 'lora_metadata_for', 'plot_loss', 'TrainingFailed',
-           'TrainResult', 'TrainState', 'start_run', 'check_data', 'check_run_dir', 'finished_result',
-           'prepare_run_dir', 'open_run', 'prepare_data', 'validation_callbacks', 'attach_lora', 'uses_memory_knobs',
-           'build_model', 'build_optimizer', 'resume', 'check_finite', 'apply_gradients', 'log_step', 'train_step',
-           'StopSignals', 'save_state', 'validate', 'step_hooks', 'interrupt', 'make_bar', 'run_loop', 'finish',
-           'record_failure', 'train', 'masked_eval_loss', 'learning_check']
+__all__ = ['TIMESTEP_SAMPLERS', 'SIGMA_EPS', 'UNIFORM_SHARE', 'SCHEDULERS', 'SIGMA_BUCKETS', 'shift_mu', 'stretch_sigma',
+           'sample_sigma', 'MaskedBatch', 'masked_batch', 'stack_batches', 'masked_loss', 'step_loss', 'step_generator',
+           'item_index', 'draw_number', 'draw_item', 'step_batch', 'precision', 'make_optimizer', 'warmup_schedule',
+           'peak_memory_mb', 'lora_metadata_for', 'plot_loss', 'TrainingFailed', 'TrainResult', 'TrainState',
+           'check_features', 'start_run', 'check_data', 'check_run_dir', 'finished_result', 'prepare_run_dir',
+           'open_run', 'prepare_data', 'validation_callbacks', 'attach_lora', 'uses_memory_knobs', 'build_model',
+           'build_optimizer', 'resume', 'check_finite', 'apply_gradients', 'sigma_bucket_losses', 'log_step',
+           'dropout_rng', 'micro_step', 'train_step', 'StopSignals', 'save_state', 'validate', 'step_hooks',
+           'interrupt', 'make_bar', 'run_loop', 'finish', 'record_failure', 'train', 'masked_eval_loss',
+           'learning_check']
 
 # %% ../nbs/08_train.ipynb #2e73e81b
 TIMESTEP_SAMPLERS = ('shifted_logit_normal_stretched', 'shifted_logit_normal', 'uniform')
@@ -64,16 +66,16 @@ def sample_sigma(n_tokens:int, # noised tokens
 # %% ../nbs/08_train.ipynb #936a4bfa
 @dataclass
 class MaskedBatch:
-    "Inputs and targets of one masked, reference-guided step (batch of 1)."
-    tokens: object      # (1, Nr+N, C): reference tokens, then target tokens
-    timesteps: object   # (1, Nr+N) per-token σ: 0 for reference and kept tokens
-    sigma: object       # (1,)
-    coords: object      # (1, 3, Nr+N, 2)
-    context: object     # (1, L, D)
-    context_mask: object  # (1, L)
-    velocity: object    # (1, N, C) flow-matching target ε − x
-    regen: object       # (1, N) 1 where the token is regenerated
-    n_ref: int
+    "Inputs and targets of one masked, reference-guided step (a batch of B items of one bucket)."
+    tokens: object      # (B, Nr+N, C): reference tokens, then target tokens
+    timesteps: object   # (B, Nr+N) per-token σ: 0 for reference and kept tokens
+    sigma: object       # (B,)
+    coords: object      # (B, 3, Nr+N, 2)
+    context: object     # (B, L, D)
+    context_mask: object  # (B, L)
+    velocity: object    # (B, N, C) flow-matching target ε − x
+    regen: object       # (B, N) 1 where the token is regenerated
+    n_ref: int          # reference tokens (0 when the reference was dropped)
 
 def masked_batch(transformer, # the video transformer (for RoPE)
                  s:dict,      # a cached item: target, reference, keep, context, context_mask
@@ -81,6 +83,8 @@ def masked_batch(transformer, # the video transformer (for RoPE)
                  noise,       # (N, C) standard normal
                  fps:float|None=None, # frame rate the model is told; None: the sample's own (cached `fps`), else 24
                  reference=None, # use these reference latents instead (the mismatched-reference check)
+                 context=None,   # (context, mask) to use instead of the caption's (caption dropout)
+                 drop_reference:bool=False, # leave the reference tokens out (reference dropout)
                 )->MaskedBatch:
     "Build the sequence of one step: clean reference, clean kept tokens, noised regenerated tokens."
     import torch
@@ -94,24 +98,42 @@ def masked_batch(transformer, # the video transformer (for RoPE)
     xt = torch.where(regen[:, None] > 0, noised, x)
     t = torch.cat([torch.zeros(ref.shape[0], dtype=x.dtype), sigma * regen.cpu()]).to(x.device)
     coords = sequence_coords(transformer, tuple(ref_lat.shape[1:]), tuple(s['target'].shape[1:]), fps).to(x.device)
-    return MaskedBatch(torch.cat([ref, xt])[None], t[None], torch.tensor([sigma], device=x.device), coords,
-                       s['context'][None], s['context_mask'][None], (noise - x)[None], regen[None], ref.shape[0])
+    ctx, mask = context if context is not None else (s['context'], s['context_mask'])
+    nr = 0 if drop_reference else ref.shape[0]
+    cut = ref.shape[0] - nr  # the target's own positions stay as they are
+    return MaskedBatch(torch.cat([ref, xt])[None, cut:], t[None, cut:], torch.tensor([sigma], device=x.device),
+                       coords[:, :, cut:], ctx[None], mask[None], (noise - x)[None], regen[None], nr)
 
-def masked_loss(pred, # (1, N, C) predicted velocity of the target tokens
-                velocity, # (1, N, C) true velocity
-                regen,    # (1, N) 1 on regenerated tokens
+def stack_batches(bs:list[MaskedBatch])->MaskedBatch:
+    "One batch of items whose sequences have the same shape (one bucket, one reference grid)."
+    import torch
+    shapes = {(tuple(b.tokens.shape[1:]), tuple(b.context.shape[1:]), b.n_ref) for b in bs}
+    if len(shapes) > 1:
+        raise RequestError([f"batch_size: items of one batch must share the bucket and reference grid, got sequences "
+                            f"{sorted(shapes)}; every clip of a request is fitted to its one bucket, so this means mixed "
+                            "reference sizes: use batch_size 1"])
+    if len(bs) == 1: return bs[0]
+    cat = lambda k: torch.cat([getattr(b, k) for b in bs])
+    return MaskedBatch(*(cat(k) for k in ('tokens', 'timesteps', 'sigma', 'coords', 'context', 'context_mask',
+                                          'velocity', 'regen')), bs[0].n_ref)
+
+def masked_loss(pred, # (B, N, C) predicted velocity of the target tokens
+                velocity, # (B, N, C) true velocity
+                regen,    # (B, N) 1 on regenerated tokens
+                per_sample:bool=False, # return the (B,) losses instead of their mean
                ):
-    "Velocity MSE over regenerated target tokens only, normalised by their count."
+    "Velocity MSE over each item's regenerated target tokens, normalised by its own count; then averaged over items."
     err = ((pred.float() - velocity.float()) ** 2).mean(-1)
-    return (err * regen).sum() / regen.sum().clamp(min=1)
+    per = (err * regen).sum(-1) / regen.sum(-1).clamp(min=1)
+    return per if per_sample else per.mean()
 
-def step_loss(transformer, b:MaskedBatch, fps:float=24.0, model=None):
+def step_loss(transformer, b:MaskedBatch, fps:float=24.0, model=None, per_sample:bool=False):
     "The masked loss of one batch (`model`: the callable to run, e.g. a wrapped copy of `transformer`)."
     from ltx_nb.model import forward_video
     pred = forward_video(model or transformer, b.tokens, b.timesteps, b.sigma, b.coords, b.context, b.context_mask, fps=fps)
-    return masked_loss(pred[:, b.n_ref:], b.velocity, b.regen)
+    return masked_loss(pred[:, b.n_ref:], b.velocity, b.regen, per_sample)
 
-# %% ../nbs/08_train.ipynb #ce6febf6
+# %% ../nbs/08_train.ipynb #a3c13424
 def step_generator(seed:int, step:int, rank:int=0):
     "A torch CPU generator for one step of one process."
     import torch
@@ -123,18 +145,35 @@ def item_index(n:int, seed:int, step:int, rank:int=0, world:int=1)->int:
     epoch, pos = divmod(g, n)
     return int(np.random.default_rng([seed, epoch]).permutation(n)[pos])
 
-def step_batch(transformer, items:list[dict], r:Request, step:int, rank:int=0, world:int=1, device='cpu'):
-    "(batch, σ) of `step` on process `rank`: its item, σ and noise all come from the step's own generator."
+def draw_number(r:Request, step:int, micro:int=0, rank:int=0, world:int=1, item:int=0)->int:
+    "The global number of item `item` of micro-step `micro` of update `step` on process `rank`."
+    return ((step * r.gradient_accumulation_steps + micro) * world + rank) * r.batch_size + item
+
+def draw_item(items:list[dict], r:Request, k:int, device='cpu')->tuple:
+    "(item, σ, noise, caption coin, reference coin) of draw `k`, all from its own generator."
     import torch
-    g = step_generator(r.seed, step, rank)
-    s = items[item_index(len(items), r.seed, step, rank, world)]
+    g = step_generator(r.seed, k)
+    s = items[item_index(len(items), r.seed, k)]
     n_tok = int(s['keep'].numel())
     sigma = sample_sigma(n_tok, g, r.timestep_sampler)
     noise = torch.randn(n_tok, s['target'].shape[0], generator=g).to(device)
-    fps = float(s['fps']) if 'fps' in s else float(r.frame_rate)  # the clip's rate (`dataset.model_fps`), cached with it
-    return masked_batch(transformer, s, sigma, noise, fps), sigma
+    coins = torch.rand(2, generator=g).tolist()  # drawn after σ and noise, so those never depend on the rates
+    return s, sigma, noise, coins[0], coins[1]
 
-# %% ../nbs/08_train.ipynb #1826a61e
+def step_batch(transformer, items:list[dict], r:Request, step:int, rank:int=0, world:int=1, device='cpu',
+               micro:int=0, # micro-step of the update (gradient accumulation)
+               empty=None,  # (context, mask) of the empty prompt, for caption dropout
+              )->tuple:
+    "(batch, σ of each item) of micro-step `micro` of `step` on process `rank`."
+    draws = [draw_item(items, r, draw_number(r, step, micro, rank, world, j), device) for j in range(r.batch_size)]
+    drop_ref = draws[0][4] < r.reference_dropout_rate  # one coin per micro-step: a batch shares its sequence length
+    fps = lambda s: float(s['fps']) if 'fps' in s else float(r.frame_rate)  # the clip's rate (`dataset.model_fps`), cached with it
+    bs = [masked_batch(transformer, s, sg, noise, fps(s),
+                       context=empty if empty is not None and cap < r.caption_dropout_rate else None,
+                       drop_reference=drop_ref) for s, sg, noise, cap, _ in draws]
+    return stack_batches(bs), [d[1] for d in draws]
+
+# %% ../nbs/08_train.ipynb #6f1b3395
 def precision(r:Request, device:str)->tuple[str,bool]:
     "(mixed precision for accelerate, gradient checkpointing on?) for the request on `device`."
     from ltx_nb.model import mixed_precision_for
@@ -148,15 +187,24 @@ def make_optimizer(params, r:Request, device:str):
         if not device.startswith('cuda'): raise RequestError(["optimizer: 'adamw8bit' needs CUDA; use 'adamw' on the CPU"])
         try: import bitsandbytes as bnb
         except ImportError: raise RequestError(["optimizer: 'adamw8bit' needs bitsandbytes (pip install bitsandbytes)"]) from None
-        return bnb.optim.AdamW8bit(params, lr=r.learning_rate, weight_decay=0.0)
-    return torch.optim.AdamW(params, lr=r.learning_rate, weight_decay=0.0, fused=device.startswith('cuda'))
+        return bnb.optim.AdamW8bit(params, lr=r.learning_rate, weight_decay=r.weight_decay)
+    return torch.optim.AdamW(params, lr=r.learning_rate, weight_decay=r.weight_decay, fused=device.startswith('cuda'))
 
-def warmup_schedule(optimizer, warmup:int):
-    "Linear warm-up to the learning rate over `warmup` steps, then constant."
-    import torch
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min(1.0, (s + 1) / (warmup + 1)))
+SCHEDULERS = dict(constant='constant_with_warmup', linear='linear', cosine='cosine',
+                  cosine_with_restarts='cosine_with_restarts')  # request name → diffusers' `get_scheduler` name
 
-# %% ../nbs/08_train.ipynb #6f1b3395
+def warmup_schedule(optimizer, warmup:int, # the optimizer; linear warm-up steps
+                    name:str='constant', # a request `lr_scheduler`
+                    total:int|None=None, # optimizer updates of the run (the decaying schedules end there)
+                    cycles:int=1,        # hard restarts of `cosine_with_restarts`
+                   ):
+    "diffusers' schedule `name` after a linear warm-up over `warmup` updates (one `step()` per update)."
+    from diffusers.optimization import get_scheduler
+    if name not in SCHEDULERS: raise RequestError([f"lr_scheduler: {name!r} is not one of {', '.join(SCHEDULERS)}"])
+    kw = dict(num_cycles=cycles) if name == 'cosine_with_restarts' else {}
+    return get_scheduler(SCHEDULERS[name], optimizer, num_warmup_steps=warmup, num_training_steps=total or 1, **kw)
+
+# %% ../nbs/08_train.ipynb #154b3619
 def peak_memory_mb(device:str)->float:
     "Peak memory of this process: CUDA allocations on a GPU, resident set size on the CPU."
     import torch
@@ -164,7 +212,7 @@ def peak_memory_mb(device:str)->float:
     import resource
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
-# %% ../nbs/08_train.ipynb #e526611b
+# %% ../nbs/08_train.ipynb #10fad78a
 def lora_metadata_for(r:Request)->dict:
     "Metadata stored in the LoRA file, read by our sampler and shown by LoRA managers."
     from ltx_nb.model import resolve_model
@@ -172,7 +220,8 @@ def lora_metadata_for(r:Request)->dict:
     return dict(trigger_phrase=r.trigger_phrase, training_type=TRAINING_TYPE, base_model=str(resolve_model(r.model)),
                 base_model_id=r.model, reference_downscale_factor=str(r.reference_downscale_factor),
                 frames=str(r.number_of_frames), frame_rate=str(r.frame_rate), resolution=f'{W}x{H}',
-                rank=r.rank, alpha=r.rank, software='ltx_nb', **({'text_encoder': r.text_encoder} if r.text_encoder else {}))
+                rank=r.rank, alpha=r.rank, software='ltx_nb',  # alpha/rank is folded into lora_B in the file
+                trained_alpha=str(r.lora_alpha or r.rank), **({'text_encoder': r.text_encoder} if r.text_encoder else {}))
 
 def plot_loss(run_dir:Path, out:str=LOSS_PLOT)->Path|None:
     "Loss per step with a moving average, from metrics.jsonl."
@@ -190,7 +239,7 @@ def plot_loss(run_dir:Path, out:str=LOSS_PLOT)->Path|None:
     plt.close(fig)
     return Path(run_dir)/out
 
-# %% ../nbs/08_train.ipynb #2bae1630
+# %% ../nbs/08_train.ipynb #2872676c
 class TrainingFailed(LtxNbError):
     "Training stopped (non-finite loss); the last good checkpoint is kept."
 
@@ -236,6 +285,7 @@ class TrainState:
     bar: object = None            # the tqdm bar
     signals: object = None        # `StopSignals` while training
     data: dict|None = None        # {file: sha256} of every qualifying file: part of the run's identity
+    empty: tuple|None = None      # (context, mask) of the empty prompt, for caption dropout
 
     @property
     def main(self)->bool: return self.acc.is_main_process
@@ -244,7 +294,15 @@ class TrainState:
     @property
     def world(self)->int: return self.acc.num_processes
 
-# %% ../nbs/08_train.ipynb #507eefff
+# %% ../nbs/08_train.ipynb #022f8a1d
+def check_features(r:Request, device:str):
+    "Refuse, before anything runs, the training features that cannot work on `device`."
+    problems = []
+    if r.compile and not device.startswith('cuda'):
+        problems.append(f"compile: true needs CUDA (the device is {device!r}): torch.compile on the CPU needs a C++ "
+                        "toolchain and compiles for minutes per bucket, longer than a tiny CPU run; set compile to false")
+    if problems: raise RequestError(problems)
+
 def start_run(r:Request|dict|str, # a request, its dict, or a request JSON path
               run_dir:str|Path|None=None, # overrides the request's run_dir
              )->TrainState:
@@ -253,6 +311,7 @@ def start_run(r:Request|dict|str, # a request, its dict, or a request JSON path
     from ltx_nb.model import resolve_device
     r = r if isinstance(r, Request) else load_request(r)
     device = resolve_device(r.device)
+    check_features(r, device)
     mp, gc_on = precision(r, device)
     acc = Accelerator(mixed_precision=mp, cpu=device == 'cpu')
     run_dir = Path(run_dir or r.run_dir or default_run_dir(r)).absolute()
@@ -297,7 +356,7 @@ def open_run(st:TrainState, report):
     if st.main:
         write_config(st.run_dir, st.r, data_files=st.data, audio_branch='not loaded: video-only training'); write_request(st.run_dir, st.r); write_report(st.run_dir, report)
 
-# %% ../nbs/08_train.ipynb #4c2bfac7
+# %% ../nbs/08_train.ipynb #34ffbcab
 def prepare_data(st:TrainState, report, progress:bool=True):
     "Stop on an unusable dataset, (debug archive), cache latents and text, embed validation prompts; load the items."
     from ltx_nb.dataset import write_debug_dataset
@@ -312,7 +371,11 @@ def prepare_data(st:TrainState, report, progress:bool=True):
         if r.validation:
             from ltx_nb.validation import validation_prompts
             encode_prompts(validation_prompts(r), r.model, device=acc.device, text_encoder=r.text_encoder)
+        if r.caption_dropout_rate: empty = encode_prompts([''], r.model, device=acc.device, text_encoder=r.text_encoder)[0]
     st.items = [c.load(acc.device) for c in cached]
+    if r.caption_dropout_rate:
+        from ltx_nb.latents import load_tensors
+        e = load_tensors(empty, acc.device); st.empty = (e['context'], e['context_mask'])
 
 def validation_callbacks(st:TrainState, callbacks=None)->list:
     "`callbacks`, or the masked validation sampler when the request has validation entries (its failures are warnings)."
@@ -326,10 +389,11 @@ def validation_callbacks(st:TrainState, callbacks=None)->list:
             st.log.warn(f"validation at step {step} failed: {type(e).__name__}: {e}; training goes on, the LoRA is kept", step)
     return [validate]
 
-# %% ../nbs/08_train.ipynb #4aadd17a
+# %% ../nbs/08_train.ipynb #343a21d1
 def attach_lora(transformer, # the loaded base transformer; adapted in place
                 rank:int, seed:int, # LoRA rank; the seed of its initialisation
                 gradient_checkpointing:bool=False,
+                alpha:int|None=None, dropout:float=0.0, # LoRA alpha (None: rank) and dropout
                )->list:
     "Freeze the base, add a seeded LoRA with fp32 trainable weights, set train mode; returns those weights."
     import torch
@@ -337,7 +401,7 @@ def attach_lora(transformer, # the loaded base transformer; adapted in place
     transformer.requires_grad_(False)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        add_lora(transformer, rank)
+        add_lora(transformer, rank, alpha, dropout)
     params = [p for n, p in transformer.named_parameters() if 'lora_' in n]
     for p in params: p.data = p.data.float(); p.requires_grad_(True)
     if gradient_checkpointing: transformer.enable_gradient_checkpointing()
@@ -355,14 +419,17 @@ def build_model(st:TrainState):
     r, knobs = st.r, uses_memory_knobs(st.r, st.device)
     tr = load_transformer(r.model, compute_dtype(st.device, r.mixed_precision), 'cpu' if knobs else st.acc.device)
     st.transformer = apply_memory_settings(tr, r, st.device) if knobs else tr  # the CPU copy never lands whole on a small card
-    st.params = attach_lora(st.transformer, r.rank, r.seed, st.gradient_checkpointing)
+    st.params = attach_lora(st.transformer, r.rank, r.seed, st.gradient_checkpointing, r.lora_alpha, r.lora_dropout)
     st.meta = lora_metadata_for(r)
+    if r.compile:  # block by block, as diffusers' `compile_repeated_blocks`: one graph reused by every block
+        for blk in st.transformer.transformer_blocks: blk.compile()
 
-# %% ../nbs/08_train.ipynb #5b1298fd
+# %% ../nbs/08_train.ipynb #40e61df7
 def build_optimizer(st:TrainState):
     "The request's optimizer over the LoRA weights and its warm-up schedule."
     st.optimizer = make_optimizer(st.params, st.r, st.device)
-    st.scheduler = warmup_schedule(st.optimizer, st.r.warmup_steps)
+    r = st.r
+    st.scheduler = warmup_schedule(st.optimizer, r.warmup_steps, r.lr_scheduler, r.number_of_steps, r.lr_scheduler_cycles)
 
 def resume(st:TrainState):
     "Continue from the newest whole checkpoint, if any; the run is `running` from here."
@@ -374,11 +441,11 @@ def resume(st:TrainState):
     st.log.update(status=STATUS_RUNNING, step=st.start, last_checkpoint=ck.name if ck else None)
     for msg in skipped: st.log.warn(msg, st.start)
 
-# %% ../nbs/08_train.ipynb #d3656197
+# %% ../nbs/08_train.ipynb #7ec33980
 def check_finite(st:TrainState, loss, step:int):
     "The loss of every process; a non-finite one fails the run, keeping the last good checkpoint."
     import torch
-    losses = st.acc.gather(loss.detach().float().reshape(1))
+    losses = st.acc.gather(loss.detach().float().reshape(-1))
     if not torch.isfinite(losses).all():
         last = latest_checkpoint(st.run_dir, lambda m: None)
         msg = (f"loss is {losses.tolist()} at step {step + 1}: training diverged. The last good checkpoint "
@@ -397,30 +464,59 @@ def apply_gradients(st:TrainState):
     if st.r.max_grad_norm: torch.nn.utils.clip_grad_norm_(st.params, st.r.max_grad_norm)
     st.optimizer.step(); st.scheduler.step(); st.optimizer.zero_grad(set_to_none=True)
 
-def log_step(st:TrainState, losses, b:MaskedBatch, sigma:float, dt:float):
-    "The step's metrics line and progress bar."
+SIGMA_BUCKETS = (('low', 0.0, 1/3), ('mid', 1/3, 2/3), ('high', 2/3, 1.0))  # σ ranges of the per-σ losses
+
+def sigma_bucket_losses(losses, sigmas)->dict:
+    "`loss_sigma_low|mid|high`: the mean loss of the items whose σ fell in each bucket (buckets without items left out)."
+    l, s = np.asarray(losses, dtype=float).reshape(-1), np.asarray(sigmas, dtype=float).reshape(-1)
+    return {f'loss_sigma_{name}': float(l[m].mean()) for name, lo, hi in SIGMA_BUCKETS
+            if (m := (s >= lo) & ((s < hi) | (hi == 1.0))).any()}
+
+def log_step(st:TrainState, losses, tokens:int, sigmas:list, dt:float):
+    "The step's metrics line (loss, mean σ, per-σ-bucket losses, lr, speed) and progress bar."
     st.loss = float(losses.mean())
     st.ema = dt if st.ema is None else 0.9 * st.ema + 0.1 * dt
-    st.tokens_per_step = int(b.tokens.shape[1]) * st.world
-    st.log.metric(step=st.step, loss=st.loss, sigma=sigma, lr=st.scheduler.get_last_lr()[0], s_per_step=dt,
-                  tokens=st.tokens_per_step)
+    st.tokens_per_step = tokens * st.world  # sequence tokens of every item of every micro-step
+    st.log.metric(step=st.step, loss=st.loss, sigma=float(np.mean(sigmas)), lr=st.scheduler.get_last_lr()[0],
+                  s_per_step=dt, tokens=st.tokens_per_step, **sigma_bucket_losses(losses.cpu(), sigmas))
     if st.bar is not None: st.bar.update(1); st.bar.set_postfix(loss=f'{st.loss:.4f}', s_step=f'{st.ema:.2f}')
 
+def dropout_rng(st:TrainState, step:int, micro:int):
+    "LoRA dropout draws from the global RNG: seed it per micro-step (in a fork), so a resumed run draws the same."
+    import contextlib, torch
+    if not st.r.lora_dropout: return contextlib.nullcontext()
+    fork = torch.random.fork_rng(devices=[st.acc.device] if st.device.startswith('cuda') else [])
+    class _Seeded:
+        def __enter__(self):
+            fork.__enter__(); torch.manual_seed(draw_number(st.r, step, micro, st.rank, st.world) * 7919 + st.r.seed)
+        def __exit__(self, *exc): return fork.__exit__(*exc)
+    return _Seeded()
+
+def micro_step(st:TrainState, step:int, micro:int, mark):
+    "Forward and backward of one micro-step; returns (batch, per-item losses of every process, σ of each item)."
+    b, sigmas = step_batch(st.transformer, st.items, st.r, step, st.rank, st.world, st.acc.device, micro, st.empty)
+    mark('batch')
+    with dropout_rng(st, step, micro), st.acc.autocast():
+        per = step_loss(st.transformer, b, st.r.frame_rate, per_sample=True)
+    loss = per.mean(); mark('forward')
+    losses = check_finite(st, per, step); mark('gather+check')
+    (loss / st.r.gradient_accumulation_steps).backward(); mark('backward')
+    return b, losses, sigmas
+
 def train_step(st:TrainState, mark=None)->float:
-    "Step `st.step`: batch, forward, loss check, backward, gradient update, metrics; returns the loss."
+    "Update `st.step`: each micro-step's batch, forward, loss check and backward, then the gradient update and metrics."
+    import torch
     mark = mark or (lambda name: None)
-    t0, step = time.perf_counter(), st.step
-    b, sigma = step_batch(st.transformer, st.items, st.r, step, st.rank, st.world, st.acc.device); mark('batch')
-    with st.acc.autocast(): loss = step_loss(st.transformer, b, st.r.frame_rate)
-    mark('forward')
-    losses = check_finite(st, loss, step); mark('gather+check')
-    loss.backward(); mark('backward')
+    t0, step, losses, sigmas, tokens = time.perf_counter(), st.step, [], [], 0
+    for m in range(st.r.gradient_accumulation_steps):
+        b, ls, sg = micro_step(st, step, m, mark)
+        losses.append(ls); sigmas += sg; tokens += int(b.tokens.shape[0] * b.tokens.shape[1])
     apply_gradients(st); mark('clip+AdamW')
     st.step = step + 1
-    log_step(st, losses, b, sigma, time.perf_counter() - t0); mark('logging')
+    log_step(st, torch.cat(losses), tokens, sigmas, time.perf_counter() - t0); mark('logging')
     return st.loss
 
-# %% ../nbs/08_train.ipynb #482dc4fd
+# %% ../nbs/08_train.ipynb #cb588db2
 class StopSignals:
     "SIGINT, SIGTERM and SIGHUP as KeyboardInterrupt: at once, or at the next `check()` while `defer` is set."
     NAMES = dict(SIGINT='Ctrl-C', SIGTERM='SIGTERM', SIGHUP='SIGHUP')
@@ -450,7 +546,7 @@ class StopSignals:
         for name, old in self.old.items(): signal.signal(getattr(signal, name), old)
         self.old = {}
 
-# %% ../nbs/08_train.ipynb #7ec33980
+# %% ../nbs/08_train.ipynb #23c4a878
 def save_state(st:TrainState)->Path:
     "Checkpoint what the run holds now (`st.step` updates)."
     ck = save_checkpoint(st.run_dir, st.step, st.transformer, st.optimizer, st.scheduler, st.meta)
@@ -495,15 +591,16 @@ def run_loop(st:TrainState, progress:bool=True)->float:
     finally: sig.defer = False; st.bar.close()
     return time.perf_counter() - t0
 
-# %% ../nbs/08_train.ipynb #d9263f02
+# %% ../nbs/08_train.ipynb #e4be65de
 def finish(st:TrainState, wall:float)->TrainResult:
     "Save the final checkpoint and LoRA, validate, plot, and mark the run completed with its summary."
     from ltx_nb.bench import throughput  # the same counters as the benchmarks
-    from ltx_nb.model import save_lora, audio_branch_loaded
+    from ltx_nb.model import save_lora, lora_state, folded_lora_state, audio_branch_loaded
     total, trained, lora = st.r.number_of_steps, st.r.number_of_steps - st.start, None
     if st.main:
         save_checkpoint(st.run_dir, total, st.transformer, st.optimizer, st.scheduler, st.meta)
-        lora = save_lora(st.transformer, st.run_dir/LORA, st.meta, dtype=st.r.lora_dtype)  # checkpoints stay fp32
+        lora = save_lora(folded_lora_state(lora_state(st.transformer), st.r.lora_alpha, st.r.rank), st.run_dir/LORA, st.meta,
+                         dtype=st.r.lora_dtype)  # checkpoints stay fp32
     validate(st, total)
     summary = dict(steps_trained=trained, wall_s=wall, **throughput(st.tokens_per_step, trained, wall),
                    peak_memory_mb=peak_memory_mb(st.device), processes=st.world, device=st.device,
@@ -525,7 +622,7 @@ def record_failure(st:TrainState, e:BaseException):
     try: st.log.update(status=STATUS_FAILED, error=f'{type(e).__name__}: {e}')
     except OSError: pass  # the run directory itself is what failed
 
-# %% ../nbs/08_train.ipynb #16f093bf
+# %% ../nbs/08_train.ipynb #4edc98fe
 def train(r:Request|dict|str, # a request, its dict, or a request JSON path
           run_dir:str|Path|None=None, # overrides the request's run_dir
           progress:bool=True, # show a tqdm bar (main process)
@@ -551,7 +648,7 @@ def train(r:Request|dict|str, # a request, its dict, or a request JSON path
             raise_run_dir_error(e, st.run_dir)
             raise
 
-# %% ../nbs/08_train.ipynb #446168fe
+# %% ../nbs/08_train.ipynb #572b32c0
 def masked_eval_loss(transformer, items:list[dict], seed:int=0, sigmas=(0.3, 0.6, 0.9), mismatched:bool=False,
                      fps:float|None=None)->float:
     "Mean masked loss over items × σ with fixed noise; `mismatched` gives each item the next one's reference."
