@@ -30,11 +30,11 @@ def test_timestep_sampler_option_reaches_the_step():
     tr = load_transformer(EMBEDDED_MODEL)
     C = tr.config.in_channels
     s = dict(target=torch.randn(C, 3, 4, 6), reference=torch.randn(C, 3, 2, 3), keep=torch.zeros(3, 4, 6),
-             context=torch.randn(8, tr.config.cross_attention_dim), mask=torch.ones(8))
+             context=torch.randn(8, tr.config.cross_attention_dim), context_mask=torch.ones(8))
     for name in ('shifted_logit_normal_stretched', 'shifted_logit_normal', 'uniform'):
         r = parse_request(dict(training_data_url='x', timestep_sampler=name, seed=3))
         _, sigma = step_batch(tr, [s], r, 5)
-        assert sigma == sample_sigma(72, step_generator(3, 5), name)
+        assert sigma == [sample_sigma(72, step_generator(3, 5), name)]  # one σ per item of the batch
     g = torch.Generator().manual_seed(0)
     u = np.array([sample_sigma(72, g, 'uniform') for _ in range(2000)])
     assert 0.45 < u.mean() < 0.55 and u.min() >= 1e-3
@@ -121,12 +121,12 @@ def test_the_model_is_told_the_clip_fps(fps_data, tmp_path):
     assert rep_on.ok[0].fps == 24.0 and not [f for f in rep_on.ok[0].flags if 'fps' in f]
 
 def test_validation_follows_the_same_fps_rule(fps_data):
-    from ltx_nb.sampler import fit_validation_entry
+    from ltx_nb.dataset import fit_validation_entry, ValidationFit
     end, mask, start = (next(fps_data.rglob(f'*_{k}.*')) for k in ('end', 'mask', 'start'))
     val = [dict(prompt='p', video_url=str(end), mask_url=str(mask), reference_video_url=str(start))]
     kw = dict(validation=val, validation_number_of_frames=17, validation_resolution='low', validation_aspect_ratio='16:9', validation_frame_rate=24)
-    assert fit_validation_entry(val[0], _req(fps_data, **kw)).fps == 30.0
-    assert fit_validation_entry(val[0], _req(fps_data, auto_scale_input=True, **kw)).fps == 24.0
+    assert fit_validation_entry(val[0], ValidationFit.from_request(_req(fps_data, **kw))).fps == 30.0
+    assert fit_validation_entry(val[0], ValidationFit.from_request(_req(fps_data, auto_scale_input=True, **kw))).fps == 24.0
 
 def test_variable_frame_rate_is_noted():
     from types import SimpleNamespace as NS
