@@ -441,7 +441,7 @@ def resume(st:TrainState):
     st.log.update(status=STATUS_RUNNING, step=st.start, last_checkpoint=ck.name if ck else None)
     for msg in skipped: st.log.warn(msg, st.start)
 
-# %% ../nbs/08_train.ipynb #7ec33980
+# %% ../nbs/08_train.ipynb #736679c3
 def check_finite(st:TrainState, loss, step:int):
     "The loss of every process; a non-finite one fails the run, keeping the last good checkpoint."
     import torch
@@ -493,7 +493,7 @@ def dropout_rng(st:TrainState, step:int, micro:int):
     return _Seeded()
 
 def micro_step(st:TrainState, step:int, micro:int, mark):
-    "Forward and backward of one micro-step; returns (batch, per-item losses of every process, σ of each item)."
+    "Forward and backward of one micro-step; returns (batch, per-item losses and σ of every process's items)."
     b, sigmas = step_batch(st.transformer, st.items, st.r, step, st.rank, st.world, st.acc.device, micro, st.empty)
     mark('batch')
     with dropout_rng(st, step, micro), st.acc.autocast():
@@ -501,6 +501,9 @@ def micro_step(st:TrainState, step:int, micro:int, mark):
     loss = per.mean(); mark('forward')
     losses = check_finite(st, per, step); mark('gather+check')
     (loss / st.r.gradient_accumulation_steps).backward(); mark('backward')
+    if st.world > 1:  # every process's σ, in the order of the gathered losses, for the per-σ metrics
+        import torch
+        sigmas = st.acc.gather(torch.tensor(sigmas, dtype=torch.float64, device=st.acc.device)).tolist()
     return b, losses, sigmas
 
 def train_step(st:TrainState, mark=None)->float:

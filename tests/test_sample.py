@@ -184,7 +184,7 @@ def test_non_finite_prediction_stops_with_a_clear_error(triplets, lora, tmp_path
     "Finite LoRA weights so large that the prediction overflows: exit 1 with the step named, no black output."
     huge = _scaled_lora(lora, tmp_path/'huge.safetensors', 3e38)
     r = sample('--model', EMBEDDED_MODEL, '--lora', huge, '--video', piece(triplets, 0, 'end'), '--mask', piece(triplets, 0, 'mask'),
-               '--reference', piece(triplets, 0, 'start'), '--steps', '1', *SMALL, '--out', tmp_path/'o.npz')
+               '--reference', piece(triplets, 0, 'start'), '--steps', '1', *SMALL, '--reference-downscale-factor', '1', '--out', tmp_path/'o.npz')
     assert r.returncode == 1, (r.returncode, r.stderr[-2000:])
     assert 'not finite' in r.stderr and 'step 1 of 1' in r.stderr and 'Traceback' not in r.stderr
     assert not (tmp_path/'o.npz').exists()
