@@ -41,3 +41,11 @@ def validated_run(triplets, tmp_path_factory)->Path:
                           validation_interval=50, checkpoint_interval=50,
                           run_dir=str(tmp_path_factory.mktemp('validated')/'run')))
     return train(r, progress=False).run_dir
+
+@pytest.fixture(scope='module')
+def one_torch_thread():
+    "One torch thread for a module's in-process runs: float reductions stay identical between runs compared bit for bit."
+    import torch
+    n = torch.get_num_threads(); torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)

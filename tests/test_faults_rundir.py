@@ -15,11 +15,7 @@ from ltx_nb.train import train
 BASE = dict(model='embedded:tiny', number_of_frames=9, resolution='low', aspect_ratio='16:9', number_of_steps=100, rank=8,
             learning_rate=1e-3, warmup_steps=5, checkpoint_interval=20, validation_interval=0, seed=3)
 
-@pytest.fixture(autouse=True, scope='module')
-def _one_thread():
-    n = torch.get_num_threads(); torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures('one_torch_thread')  # runs compared bit for bit need identical float reductions
 
 @pytest.fixture(scope='module')
 def data(tmp_path_factory)->Path:

@@ -22,11 +22,7 @@ from ltx_nb.train import masked_batch
 
 TOL = 1e-4
 
-@pytest.fixture(autouse=True, scope='module')
-def _one_thread():
-    n = torch.get_num_threads(); torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures('one_torch_thread')  # runs compared bit for bit need identical float reductions
 
 @pytest.fixture(scope='module')
 def tiny():

@@ -29,12 +29,7 @@ def env()->dict:
     return {**os.environ, 'OMP_NUM_THREADS': '1', 'MKL_NUM_THREADS': '1', 'HF_HUB_OFFLINE': '1',
             'TOKENIZERS_PARALLELISM': 'false', 'PYTHONIOENCODING': 'utf-8'}
 
-@pytest.fixture(autouse=True, scope='module')
-def _one_thread():
-    "The in-process runs use one thread too (see `env`)."
-    n = torch.get_num_threads(); torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures('one_torch_thread')  # runs compared bit for bit need identical float reductions
 
 def write_request(path:Path, data:Path, **kw)->Path:
     path.parent.mkdir(parents=True, exist_ok=True)
