@@ -65,7 +65,7 @@ def cmd_check(a)->int:
     if a.debug_dataset: write_debug_dataset(rep, r, a.debug_dataset, progress=False)
     return 0
 
-# %% ../nbs/12_cli.ipynb #1ab5a79e
+# %% ../nbs/12_cli.ipynb #977ac2fc
 def _overrides(pairs)->dict:
     return dict(parse_override(s) for s in pairs or [])
 
@@ -110,11 +110,8 @@ def cmd_demo(a)->int:
     sets = [f"{k}={json.dumps(v)}" for k, v in DEMO_OVERRIDES.items()] + list(a.set or [])
     jobs = plan_jobs([demo_request_path()], sets, None, a.run_dir or 'outputs/demo')
     code = _run_jobs(jobs, progress=show_progress(not a.quiet), learning_check=True)
-    lc = jobs[0].run_dir/'learning_check.json'
-    if lc.exists():
-        d = json.loads(lc.read_text())
-        print(f"learning check: trained/untrained loss {d['trained_vs_untrained']:.3f}, "
-              f"trained/mismatched-reference loss {d['trained_vs_mismatched']:.3f}")
+    from ltx_nb.runner import demo_report
+    if rep := demo_report(jobs[0].run_dir): print(rep)
     return code
 
 # %% ../nbs/12_cli.ipynb #279f2ea4

@@ -15,9 +15,10 @@ from .rundir import (LORA, LOSS_PLOT, PROGRESS, REQUEST, STATUS_COMPLETED, STATU
                            read_progress, completed_progress, validation_dir, process_alive, run_status)
 
 # %% auto #0
-__all__ = ['JOB_NOTEBOOK', 'JOB_DEFAULTS', 'JOB_SETTINGS', 'job_notebook_path', 'demo_request_path', 'job_request',
-           'job_parameters_source', 'reel_preview', 'RunOutputs', 'run_outputs', 'Job', 'expand_sweeps', 'plan_jobs',
-           'JobResult', 'run_job', 'summary_table', 'RunInfo', 'run_info', 'RunsTable', 'list_runs']
+__all__ = ['JOB_NOTEBOOK', 'JOB_DEFAULTS', 'JOB_SETTINGS', 'DEMO_TARGETS', 'job_notebook_path', 'demo_request_path',
+           'job_request', 'job_parameters_source', 'reel_preview', 'RunOutputs', 'run_outputs', 'Job', 'expand_sweeps',
+           'plan_jobs', 'JobResult', 'run_job', 'summary_table', 'demo_figures', 'demo_report', 'RunInfo', 'run_info',
+           'RunsTable', 'list_runs']
 
 # %% ../nbs/11_runner.ipynb #d4fb601a
 JOB_NOTEBOOK = 'train_v2v_masked.ipynb'
@@ -218,6 +219,36 @@ def summary_table(results:list[JobResult])->str:
     lines = ['  '.join(c.ljust(w[k]) for k, c in enumerate(row)).rstrip() for row in rows]
     lines.insert(1, '  '.join('-' * n for n in w))
     return '\n'.join(lines + [f"  {r.label}: {r.error}  (see {r.notebook})" for r in results if r.error])
+
+# %% ../nbs/11_runner.ipynb #cd0024b7
+DEMO_TARGETS = dict(psnr_end=18.0, psnr_gain=6.0, trained_vs_mismatched=0.6, trained_vs_untrained=0.5)  # issue #13
+
+def demo_figures(run_dir:str|Path, # a finished demo run
+                )->dict:
+    "Region PSNR per validation entry at the first and last point, and the learning check's ratios (None where absent)."
+    from ltx_nb.rundir import read_validation_index
+    pts = read_validation_index(run_dir, missing_ok=True).get('points', [])
+    psnr = lambda q: [m.get('psnr_region') for m in q['metrics']]
+    lc = Path(run_dir)/'learning_check.json'
+    lc = json.loads(lc.read_text()) if lc.exists() else {}
+    return dict(first_step=pts[0]['step'] if pts else None, last_step=pts[-1]['step'] if pts else None,
+                psnr_first=psnr(pts[0]) if pts else [], psnr_last=psnr(pts[-1]) if pts else [],
+                trained_vs_untrained=lc.get('trained_vs_untrained'), trained_vs_mismatched=lc.get('trained_vs_mismatched'))
+
+def demo_report(run_dir:str|Path)->str:
+    "The demo's closing lines: region PSNR at step 0 and the end per entry, the learning-check ratios, against the targets."
+    f, t = demo_figures(run_dir), DEMO_TARGETS
+    ok = lambda good: 'ok' if good else 'MISSED'
+    lines = []
+    for k, (a, b) in enumerate(zip(f['psnr_first'], f['psnr_last'])):
+        if a is None or b is None: continue
+        lines.append(f"validation entry {k}: region PSNR {a:.1f} dB at step {f['first_step']} → {b:.1f} dB at step {f['last_step']} "
+                     f"(target ≥ {t['psnr_end']:g} dB and ≥ +{t['psnr_gain']:g} dB: {ok(b >= t['psnr_end'] and b - a >= t['psnr_gain'])})")
+    for k in ('trained_vs_untrained', 'trained_vs_mismatched'):
+        if f[k] is not None:
+            lines.append(f"learning check: {k.replace('_vs_', '/').replace('mismatched', 'mismatched-reference')} loss {f[k]:.3f} "
+                         f"(target ≤ {t[k]:g}: {ok(f[k] <= t[k])})")
+    return '\n'.join(lines)
 
 # %% ../nbs/11_runner.ipynb #ce27bc34
 @dataclass

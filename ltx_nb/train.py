@@ -26,8 +26,8 @@ __all__ = ['TIMESTEP_SAMPLERS', 'SIGMA_EPS', 'UNIFORM_SHARE', 'SCHEDULERS', 'SIG
            'check_features', 'start_run', 'check_data', 'check_run_dir', 'finished_result', 'prepare_run_dir',
            'open_run', 'prepare_data', 'validation_callbacks', 'attach_lora', 'uses_memory_knobs', 'build_model',
            'build_optimizer', 'resume', 'check_finite', 'apply_gradients', 'sigma_bucket_losses', 'log_step',
-           'dropout_rng', 'micro_step', 'train_step', 'StopSignals', 'save_state', 'validate', 'step_hooks',
-           'interrupt', 'make_bar', 'run_loop', 'finish', 'record_failure', 'train', 'masked_eval_loss',
+           'dropout_rng', 'micro_step', 'train_step', 'StopSignals', 'start_hooks', 'save_state', 'validate',
+           'step_hooks', 'interrupt', 'make_bar', 'run_loop', 'finish', 'record_failure', 'train', 'masked_eval_loss',
            'learning_check']
 
 # %% ../nbs/08_train.ipynb #2e73e81b
@@ -549,7 +549,12 @@ class StopSignals:
         for name, old in self.old.items(): signal.signal(getattr(signal, name), old)
         self.old = {}
 
-# %% ../nbs/08_train.ipynb #23c4a878
+# %% ../nbs/08_train.ipynb #6e700a5e
+def start_hooks(st:TrainState):
+    "Before the first update of a fresh run: a validation point at step 0, the base model (the new LoRA's B is 0)."
+    if st.step == 0 and st.r.validation: validate(st, 0)
+
+# %% ../nbs/08_train.ipynb #25fb56bc
 def save_state(st:TrainState)->Path:
     "Checkpoint what the run holds now (`st.step` updates)."
     ck = save_checkpoint(st.run_dir, st.step, st.transformer, st.optimizer, st.scheduler, st.meta)
@@ -585,6 +590,7 @@ def run_loop(st:TrainState, progress:bool=True)->float:
     sig = st.signals or StopSignals()
     st.bar, t0, sig.defer = make_bar(st, progress), time.perf_counter(), True
     try:
+        start_hooks(st)
         while st.step < st.r.number_of_steps:
             sig.check()
             train_step(st); step_hooks(st)

@@ -1,0 +1,327 @@
+"""Train the embedded tiny LTX-2.3 model on the CPU, deterministically, from our own synthetic clips.
+
+Two phases, each writing into `--work` (default `outputs/train_tiny`) and, with `--ship`, into the package data
+`ltx_nb/embedded/tiny/` (weights + manifest.json):
+
+    python tools/train_tiny.py vae    # the LTX-2 video VAE as an autoencoder (AutoencoderKLLTX2Video, 8×32×32 grid)
+    python tools/train_tiny.py base   # the LTX-2.3 transformer as a base model: masked denoising, no reference
+    python tools/train_tiny.py all --ship
+
+Training clips come from `ltx_nb.synth` (triplet targets and references, seeds >= TRAIN_SEED) and from a more varied
+generator here (gradients, moving shapes, the four textures at many periods, random colours and sizes). The demo's
+validation clips are `ltx_nb.synth.triplet_arrays(i, seed=0)`: every seed used here is asserted to differ from 0.
+The text encoder and connectors stay the deterministic random ones of `ltx_nb.model` (the base is conditioned on
+their output; see the manifest's `text` note).
+"""
+from __future__ import annotations
+import argparse, hashlib, json, os, sys, time
+from pathlib import Path
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+SHIP = ROOT/'ltx_nb'/'embedded'/'tiny'
+DEMO_SEED = 0          # the seed of data_samples/ (the demo's training and validation clips)
+TRAIN_SEED = 1000      # recipe training clips: seeds TRAIN_SEED + k
+HELDOUT_SEED = 900     # held-out quality clips (never trained on, never the demo's)
+SIZE = 512             # the demo's bucket: low 1:1
+FRAMES = 17
+VAE_CFG = dict(block_out_channels=(16, 32, 64, 64), decoder_block_out_channels=(16, 32, 64),
+               layers_per_block=(1, 1, 1, 1, 1), decoder_layers_per_block=(1, 1, 1, 1))
+
+
+def _check_seed(seed:int):
+    "Refuse any seed that could reproduce a demo clip."
+    assert seed != DEMO_SEED, f"seed {seed} is the demo's (data_samples/) seed: recipe clips must not include validation clips"
+
+
+# ---------------------------------------------------------------- clips
+def textured(rng, frames:int, w:int, h:int)->np.ndarray:
+    "A varied synthetic clip (T, H, W, 3) float32 0–255: gradient, a texture patch or field, moving shapes."
+    from ltx_nb.synth import _grids, _bounce, _paint, _sharp, PATTERNS
+    t, x, y = _grids(frames, w, h)
+    m = min(w, h)
+    th = rng.uniform(0, 2*np.pi)
+    mix = 0.5 + 0.5*np.sin(2*np.pi*((x*np.cos(th) + y*np.sin(th))/(rng.uniform(0.5, 2.5)*max(w, h)) - rng.uniform(0, 0.02)*t))
+    img = _paint(mix, rng.uniform(0, 255, 3), rng.uniform(0, 255, 3))
+    p, v = m*rng.uniform(0.12, 0.6), rng.uniform(-0.05, 0.05)
+    pat = PATTERNS[rng.integers(len(PATTERNS))]
+    a = rng.uniform(0.3, 0.7)
+    if pat == 'stripes': s = np.sin(2*np.pi*((x*np.cos(th) + y*np.sin(th))/p - v*t))
+    elif pat == 'checkerboard': s = np.sin(2*np.pi*(x/p - v*t))*np.sin(2*np.pi*(y/p - 0.5*v*t))
+    elif pat == 'rings': s = np.sin(2*np.pi*(np.hypot(x - w*rng.uniform(0.2, 0.8), y - h*rng.uniform(0.2, 0.8))/p - v*t))
+    else: s = np.sin(2*np.pi*(y/p + 0.3*np.sin(2*np.pi*(x/(2*p) + 0.5*v*t)) - v*t))
+    tex = _paint(_sharp(s, rng.uniform(0.5, 2)), rng.uniform(0, 255, 3), rng.uniform(0, 255, 3))
+    region = np.ones((frames, h, w), bool) if rng.uniform() < 0.4 else (
+        (np.abs(x - w*rng.uniform(0.2, 0.8)) < w*rng.uniform(0.15, 0.4)) & (np.abs(y - h*rng.uniform(0.2, 0.8)) < h*rng.uniform(0.15, 0.4)))
+    img = np.where(np.broadcast_to(region, (frames, h, w))[..., None], tex, img)
+    for _ in range(rng.integers(0, 4)):
+        r = m*rng.uniform(0.05, 0.3)
+        cx = r + (w - 2*r)*_bounce(rng.uniform() + rng.uniform(-0.02, 0.02)*t)
+        cy = r + (h - 2*r)*_bounce(rng.uniform() + rng.uniform(-0.02, 0.02)*t)
+        inside = (np.hypot(x - cx, y - cy) <= r) if rng.uniform() < 0.5 else (np.maximum(np.abs(x - cx), np.abs(y - cy)) <= r)
+        img = np.where(inside[..., None], rng.uniform(0, 255, 3).astype(np.float32), img)
+    return img
+
+
+def fit_clip(a:np.ndarray, size:int=SIZE)->np.ndarray:
+    "A uint8 clip scaled and centre-cropped to size×size, as the dataset fits a source into the 1:1 bucket."
+    from ltx_nb.media import resize_frames, fit_geometry, crop
+    a = np.ascontiguousarray(np.clip(np.round(a), 0, 255).astype(np.uint8))
+    f = fit_geometry(a.shape[2], a.shape[1], size, size)
+    return crop(resize_frames(a, f.scaled_w, f.scaled_h), f)
+
+
+def source_size(rng)->tuple[int,int]:
+    "A source (width, height) like the demo's: 94–200 px sides, even."
+    return tuple(int(2*round(rng.uniform(94, 200)/2)) for _ in range(2))
+
+
+def triplet_clip(seed:int, i:int, size=None)->dict:
+    "`ltx_nb.synth.triplet_arrays` of a recipe seed (never the demo's), 17 frames, fitted to the bucket."
+    from ltx_nb.synth import triplet_arrays
+    _check_seed(seed)
+    d = triplet_arrays(i, frames=FRAMES, size=size, seed=seed)
+    white = fit_clip(np.repeat(d['mask'][..., None].astype(np.uint8)*255, 3, -1))[..., 0] > 127
+    return dict(target=fit_clip(d['target']), reference=fit_clip(d['reference']), white=white,
+                pattern=d['pattern'], colors=d['colors'], moving=bool(i % 2))
+
+
+def vae_clip(seed:int, k:int, crop_px:int=96, frames:int=9)->np.ndarray:
+    "One VAE training crop (frames, crop, crop, 3) uint8: a synth target/reference or a varied clip, fitted to 512."
+    _check_seed(seed)
+    rng = np.random.default_rng([seed, k])
+    kind = rng.uniform()
+    if kind < 0.5:
+        d = triplet_clip(seed, int(rng.integers(0, 10**6)), source_size(rng))
+        a = d['target'] if rng.uniform() < 0.7 else d['reference'][..., [2, 0, 1]]
+    else:
+        w, h = source_size(rng)
+        a = fit_clip(textured(rng, FRAMES, w, h))
+    y0, x0 = (int(rng.integers(0, SIZE - crop_px + 1)) for _ in range(2))
+    t0 = int(rng.integers(0, FRAMES - frames + 1))
+    a = a[t0:t0 + frames, y0:y0 + crop_px, x0:x0 + crop_px]
+    return np.ascontiguousarray(a[:, :, ::-1] if rng.uniform() < 0.5 else a)  # a copy: no view keeps the 512-px clip alive
+
+
+# ---------------------------------------------------------------- VAE
+def build_vae(seed:int=0):
+    "The tiny LTX-2 video VAE (real 8×32×32 grid) with the recipe's channels."
+    import torch
+    from diffusers import AutoencoderKLLTX2Video
+    from ltx_nb.model import TINY_VIDEO
+    torch.manual_seed(seed)
+    return AutoencoderKLLTX2Video(latent_channels=TINY_VIDEO['latent_channels'], **VAE_CFG,
+        spatio_temporal_scaling=(True,)*4, decoder_spatio_temporal_scaling=(True,)*3, decoder_inject_noise=(False,)*4,
+        downsample_type=('spatial', 'temporal', 'spatiotemporal', 'spatiotemporal'), upsample_type=('spatiotemporal',)*3,
+        upsample_residual=(True,)*3, upsample_factor=(2, 2, 2), patch_size=4, patch_size_t=1,
+        encoder_causal=True, decoder_causal=False, spatial_compression_ratio=32, temporal_compression_ratio=8)
+
+
+def to_x(clips)->"torch.Tensor":
+    import torch
+    return torch.from_numpy(np.stack(clips)).permute(0, 4, 1, 2, 3).float() / 127.5 - 1
+
+
+def vae_psnr(vae, clips)->float:
+    "Mean reconstruction PSNR (dB) of uint8 clips through encode (mode) → decode."
+    import torch
+    from ltx_nb.metrics import psnr
+    out = []
+    with torch.no_grad():
+        for c in clips:
+            z = vae.encode(to_x([c])).latent_dist.mode()
+            y = vae.decode(z, return_dict=False)[0]
+            y = ((y.clamp(-1, 1) + 1)*127.5).round()[0].permute(1, 2, 3, 0).numpy()
+            out.append(psnr(y, c.astype(np.float64)))
+    return float(np.mean(out))
+
+
+def heldout_clips(n:int=6)->list[np.ndarray]:
+    "Held-out full-bucket clips: synth targets of HELDOUT_SEED and varied clips."
+    out = []
+    for k in range(n):
+        rng = np.random.default_rng([HELDOUT_SEED, k])
+        if k % 2 == 0: out.append(triplet_clip(HELDOUT_SEED, k, source_size(rng))['target'])
+        else: out.append(fit_clip(textured(rng, FRAMES, *source_size(rng))))
+    return out
+
+
+def train_vae(work:Path, steps:int, pool:int=320, batch:int=2, lr:float=2e-3):
+    "Train the VAE as an autoencoder on a pool of crops for `steps` updates; calibrate latents_mean/std; save it."
+    import torch
+    torch.manual_seed(0)
+    t0 = time.perf_counter()
+    clips = [vae_clip(TRAIN_SEED, k) for k in range(pool)]
+    print(f"vae: {pool} training crops in {time.perf_counter() - t0:.0f} s", flush=True)
+    vae = build_vae(0).train()
+    opt = torch.optim.AdamW(vae.parameters(), lr=lr, weight_decay=0.0)
+    g, step, t1, hist = np.random.default_rng([TRAIN_SEED, 10**6]), 0, time.perf_counter(), []
+    while step < steps:
+        frac = step/steps
+        for pg in opt.param_groups: pg['lr'] = lr*min(1.0, (step + 1)/100)*(0.5*(1 + np.cos(np.pi*frac))*0.95 + 0.05)
+        x = to_x([clips[j] for j in g.integers(0, pool, batch)])
+        z = vae.encode(x).latent_dist.mode()
+        zn = z + 0.03*z.detach().std()*torch.randn_like(z)  # a little latent noise: the decoder sees imperfect latents
+        y = vae.decode(zn, return_dict=False)[0]
+        loss = (y - x).pow(2).mean() + 0.5*(y - x).abs().mean() + 1e-4*z.pow(2).mean()
+        opt.zero_grad(); loss.backward(); torch.nn.utils.clip_grad_norm_(vae.parameters(), 1.0); opt.step()
+        hist.append(loss.item()); step += 1
+        if step % 100 == 0: print(f"vae step {step} loss {np.mean(hist[-100:]):.4f} ({time.perf_counter() - t1:.0f} s)", flush=True)
+    train_s = time.perf_counter() - t1
+    vae.eval()
+    with torch.no_grad():  # calibrate the latent normalisation on training clips
+        z = torch.cat([vae.encode(to_x(clips[k:k + 8])).latent_dist.mode() for k in range(0, 64, 8)])
+        vae.latents_mean.copy_(z.mean((0, 2, 3, 4))); vae.latents_std.copy_(z.std((0, 2, 3, 4)))
+    held = heldout_clips()
+    q = dict(steps=step, train_s=round(train_s, 1), final_loss=float(np.mean(hist[-100:])),
+             heldout_psnr_db=round(vae_psnr(vae, held), 2), train_crop_psnr_db=round(vae_psnr(vae, clips[:6]), 2))
+    print('vae:', q, flush=True)
+    vae.save_pretrained(work/'vae', safe_serialization=True)
+    (work/'vae_quality.json').write_text(json.dumps(q, indent=1))
+    return vae, q
+
+
+# ---------------------------------------------------------------- base transformer
+def text_encoder():
+    "The deterministic random tokenizer + Gemma-3 + connectors of `ltx_nb.model` (seed 0), as a `TextEncoder`."
+    from ltx_nb.model import _tiny_components, TextEncoder
+    c = _tiny_components(0)
+    return TextEncoder(c['tokenizer'], c['text_encoder'].eval(), c['connectors'].eval()), c['transformer']
+
+
+def base_items(vae, te, seed:int, n:int)->list[dict]:
+    "Encoded synth triplets of a recipe seed: target latents, the triplet's keep mask, the caption's context."
+    import torch
+    from ltx_nb.model import encode_video
+    from ltx_nb.masks import latent_keep_mask
+    from ltx_nb.synth import _caption
+    items, ctx = [], {}
+    for i in range(n):
+        rng = np.random.default_rng([seed, i, 7])
+        d = triplet_clip(seed, i, source_size(rng))
+        cap = _caption(d['moving'], d['pattern'], d['colors'])
+        if cap not in ctx:
+            c, _, m = te.encode(cap); ctx[cap] = (c[0].float(), m[0])
+        items.append(dict(target=encode_video(vae, d['target']).float(), keep=torch.from_numpy(latent_keep_mask(d['white'])),
+                          context=ctx[cap][0], context_mask=ctx[cap][1], fps=torch.tensor(24.0), caption=cap))
+    return items
+
+
+def random_keep(g, grid)->"torch.Tensor":
+    "A random keep mask on the token grid: a box, a disc, or everything regenerated."
+    import torch
+    F, H, W = grid
+    keep = torch.ones(grid)
+    u = float(torch.rand((), generator=g))
+    if u < 0.25: return torch.zeros(grid)
+    y, x = torch.meshgrid(torch.arange(H).float(), torch.arange(W).float(), indexing='ij')
+    cy, cx, r = (float(v) for v in torch.rand(3, generator=g)*torch.tensor([H, W, 0.35*min(H, W)]) + torch.tensor([0, 0, 0.15*min(H, W)]))
+    inside = ((y - cy).abs() <= r) & ((x - cx).abs() <= r) if u < 0.6 else (y - cy)**2 + (x - cx)**2 <= r*r
+    keep[:, inside] = 0
+    return keep
+
+
+def base_batch(tr, items, step:int, batch:int):
+    "A stacked batch of base (no reference) steps: the triplet's mask 55 %, a random mask or full regeneration 45 %."
+    import torch
+    from ltx_nb.train import masked_batch, stack_batches, sample_sigma, step_generator
+    bs = []
+    for j in range(batch):
+        g = step_generator(TRAIN_SEED, step*batch + j)
+        s = dict(items[int(torch.randint(len(items), (), generator=g))])
+        n_tok = int(s['keep'].numel())
+        if float(torch.rand((), generator=g)) > 0.55: s['keep'] = random_keep(g, tuple(s['keep'].shape))
+        sigma = sample_sigma(n_tok, g)
+        noise = torch.randn(n_tok, s['target'].shape[0], generator=g)
+        s['reference'] = s['target']  # only its grid is read: the reference is dropped
+        bs.append(masked_batch(tr, s, sigma, noise, 24.0, drop_reference=True))
+    return stack_batches(bs)
+
+
+def base_eval(tr, items, sigmas=(0.3, 0.6, 0.9))->float:
+    "Mean masked velocity loss without reference over items × σ, with fixed noise."
+    import torch
+    from ltx_nb.train import masked_batch, step_loss, step_generator
+    out = []
+    with torch.no_grad():
+        for i, s in enumerate(items):
+            for j, sg in enumerate(sigmas):
+                g = step_generator(HELDOUT_SEED, 10**6 + i*len(sigmas) + j)
+                noise = torch.randn(int(s['keep'].numel()), s['target'].shape[0], generator=g)
+                out.append(float(step_loss(tr, masked_batch(tr, {**s, 'reference': s['target']}, sg, noise, 24.0, drop_reference=True))))
+    return float(np.mean(out))
+
+
+def train_base(work:Path, steps:int, n_train:int=80, n_held:int=8, batch:int=4, lr:float=1e-3):
+    "Train the tiny LTX-2.3 transformer (all weights) as a masked, text-conditioned denoiser without reference; save it."
+    import torch
+    from diffusers import AutoencoderKLLTX2Video
+    torch.manual_seed(0)
+    vae = AutoencoderKLLTX2Video.from_pretrained(work/'vae').eval()
+    te, tr = text_encoder()
+    t0 = time.perf_counter()
+    items = base_items(vae, te, TRAIN_SEED + 1, n_train)
+    held = base_items(vae, te, HELDOUT_SEED + 1, n_held)
+    print(f"base: {n_train}+{n_held} clips encoded in {time.perf_counter() - t0:.0f} s", flush=True)
+    tr.train()
+    untrained = base_eval(tr, held)
+    opt = torch.optim.AdamW(tr.parameters(), lr=lr, weight_decay=0.01)
+    hist, t1 = [], time.perf_counter()
+    for step in range(steps):
+        for pg in opt.param_groups: pg['lr'] = lr*min(1.0, (step + 1)/100)*(0.5*(1 + np.cos(np.pi*step/steps))*0.95 + 0.05)
+        b = base_batch(tr, items, step, batch)
+        from ltx_nb.train import step_loss
+        loss = step_loss(tr, b)
+        opt.zero_grad(); loss.backward(); torch.nn.utils.clip_grad_norm_(tr.parameters(), 1.0); opt.step()
+        hist.append(float(loss))
+        if (step + 1) % 100 == 0: print(f"base step {step + 1} loss {np.mean(hist[-100:]):.4f} ({time.perf_counter() - t1:.0f} s)", flush=True)
+    tr.eval()
+    q = dict(steps=steps, train_s=round(time.perf_counter() - t1, 1), final_loss=float(np.mean(hist[-100:])),
+             heldout_loss_untrained=round(untrained, 4), heldout_loss=round(base_eval(tr, held), 4),
+             heldout_loss_train_items=round(base_eval(tr, items[:n_held]), 4))
+    print('base:', q, flush=True)
+    tr.save_pretrained(work/'transformer', safe_serialization=True)
+    (work/'base_quality.json').write_text(json.dumps(q, indent=1))
+    return tr, q
+
+
+# ---------------------------------------------------------------- ship
+def sha256(p:Path)->str: return hashlib.sha256(p.read_bytes()).hexdigest()
+
+
+def ship(work:Path, dest:Path=SHIP):
+    "Copy the trained VAE and transformer into the package data with manifest.json (config, hashes, seeds, quality)."
+    import shutil
+    files = {}
+    for comp in ('vae', 'transformer'):
+        (dest/comp).mkdir(parents=True, exist_ok=True)
+        for f in ('config.json', 'diffusion_pytorch_model.safetensors'):
+            shutil.copyfile(work/comp/f, dest/comp/f)
+            files[f'{comp}/{f}'] = sha256(dest/comp/f)
+    man = dict(recipe='tools/train_tiny.py', seeds=dict(train=TRAIN_SEED, heldout=HELDOUT_SEED, demo_excluded=DEMO_SEED),
+               bucket=[SIZE, SIZE], frames=FRAMES, sha256=files,
+               config={c: json.loads((dest/c/'config.json').read_text()) for c in ('vae', 'transformer')},
+               quality=dict(vae=json.loads((work/'vae_quality.json').read_text()),
+                            base=json.loads((work/'base_quality.json').read_text())),
+               text='the tokenizer, Gemma-3 text encoder and connectors are the random, deterministic ones of '
+                    'ltx_nb.model (seed 0); the base transformer is trained on their output')
+    (dest/'manifest.json').write_text(json.dumps(man, indent=1) + '\n')
+    print('shipped', {k: (dest/k).stat().st_size for k in files})
+    return man
+
+
+if __name__ == '__main__':
+    ap = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    ap.add_argument('phase', choices=('vae', 'base', 'all', 'ship'))
+    ap.add_argument('--work', default=str(ROOT/'outputs'/'train_tiny'))
+    ap.add_argument('--vae-steps', type=int, default=1200)
+    ap.add_argument('--ship', action='store_true', help='copy the weights into ltx_nb/embedded/tiny with manifest.json')
+    ap.add_argument('--base-steps', type=int, default=3000)
+    a = ap.parse_args()
+    import torch
+    torch.set_num_threads(int(os.environ.get('TRAIN_TINY_THREADS', '1')))
+    work = Path(a.work); work.mkdir(parents=True, exist_ok=True)
+    if a.phase in ('vae', 'all'): train_vae(work, a.vae_steps)
+    if a.phase in ('base', 'all'): train_base(work, a.base_steps)
+    if a.phase == 'ship' or a.ship: ship(work)
