@@ -26,7 +26,7 @@ __all__ = ['TIMESTEP_SAMPLERS', 'SIGMA_EPS', 'UNIFORM_SHARE', 'SCHEDULERS', 'SIG
            'check_features', 'start_run', 'check_data', 'check_run_dir', 'finished_result', 'prepare_run_dir',
            'open_run', 'prepare_data', 'validation_callbacks', 'attach_lora', 'uses_memory_knobs', 'build_model',
            'build_optimizer', 'resume', 'check_finite', 'apply_gradients', 'sigma_bucket_losses', 'log_step',
-           'dropout_rng', 'micro_step', 'train_step', 'StopSignals', 'start_hooks', 'save_state', 'validate',
+           'dropout_rng', 'micro_step', 'train_step', 'StopSignals', 'save_state', 'validate', 'start_hooks',
            'step_hooks', 'interrupt', 'make_bar', 'run_loop', 'finish', 'record_failure', 'train', 'masked_eval_loss',
            'learning_check']
 
@@ -550,11 +550,6 @@ class StopSignals:
         self.old = {}
 
 # %% ../nbs/08_train.ipynb #6e700a5e
-def start_hooks(st:TrainState):
-    "Before the first update of a fresh run: a validation point at step 0, the base model (the new LoRA's B is 0)."
-    if st.step == 0 and st.r.validation: validate(st, 0)
-
-# %% ../nbs/08_train.ipynb #25fb56bc
 def save_state(st:TrainState)->Path:
     "Checkpoint what the run holds now (`st.step` updates)."
     ck = save_checkpoint(st.run_dir, st.step, st.transformer, st.optimizer, st.scheduler, st.meta)
@@ -564,6 +559,10 @@ def save_state(st:TrainState)->Path:
 def validate(st:TrainState, step:int):
     "Run the validation callbacks at `step`."
     for cb in st.callbacks: cb(step, st.transformer, st.run_dir, st.r)
+
+def start_hooks(st:TrainState):
+    "Before the first update of a fresh run: a validation point at step 0, the base model (the new LoRA's B is 0)."
+    if st.step == 0 and st.r.validation: validate(st, 0)
 
 def step_hooks(st:TrainState):
     "After a step: checkpoint, validation, progress — each at its interval."

@@ -160,8 +160,8 @@ def test_a_failing_validation_is_a_warning_and_the_lora_is_kept(data, work, monk
     assert res.status == 'completed' and (run_dir/'lora.safetensors').exists()
     assert (run_dir/'checkpoints'/'step-000100').is_dir()
     prog = read_progress(run_dir)
-    assert len(prog['warnings']) == 2 and all('decoder exploded' in m for m in prog['warnings'])
-    assert [m['step'] for m in read_metrics(run_dir) if m.get('kind') == 'warning'] == [50, 100]
+    assert len(prog['warnings']) == 3 and all('decoder exploded' in m for m in prog['warnings'])
+    assert [m['step'] for m in read_metrics(run_dir) if m.get('kind') == 'warning'] == [0, 50, 100]  # step 0: the base model
 
 # ---------------------------------------------------------------- job notebooks
 

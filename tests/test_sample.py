@@ -155,7 +155,7 @@ def test_validation_during_training(triplets, tmp_path):
     res = train(r, progress=False, callbacks=[make_validation_callback(r)])
     v = res.run_dir/'validation'
     index = json.loads((v/'index.json').read_text())
-    assert [p['step'] for p in index['points']] == [60, 100]
+    assert [p['step'] for p in index['points']] == [0, 60, 100]  # step 0: the base model, before any update
     assert all((v/p).is_file() for q in index['points'] for p in [*q['videos'], q['sheet']])
     rows = [m for m in read_metrics(res.run_dir) if m.get('kind') == 'validation']
     assert [(m['step'], m['entry']) for m in rows] == [(60, 0), (100, 0)]

@@ -147,7 +147,34 @@ def heldout_clips(n:int=6)->list[np.ndarray]:
     return out
 
 
-def train_vae(work:Path, steps:int, pool:int=320, batch:int=2, lr:float=2e-3):
+def pooled_latent(x, channels:int=16)->"torch.Tensor":
+    "A fixed, informative latent of a clip (B, 3, T, H, W): mean colours of each token's 2×2 sub-blocks and of the token, causal in time."
+    import torch
+    import torch.nn.functional as F
+    B, C, T, H, W = x.shape
+    chunks = [x[:, :, :1]] + [x[:, :, 1 + 8*k:9 + 8*k] for k in range((T - 1)//8)]  # latent 0 = frame 0 alone
+    t = torch.cat([c.mean(2, keepdim=True) for c in chunks], 2)
+    sub = F.avg_pool3d(t, (1, 16, 16))                                   # (B, 3, F, 2h, 2w)
+    sub = sub.unflatten(3, (-1, 2)).unflatten(5, (-1, 2)).permute(0, 1, 4, 6, 2, 3, 5).flatten(1, 3)  # (B, 12, F, h, w)
+    tok = F.avg_pool3d(t, (1, 32, 32))
+    return torch.cat([sub, tok, tok[:, :channels - 15]], 1)
+
+
+def warm_start(vae, opt, clips, steps:int, batch:int):
+    "Leave the collapse to the mean colour: the encoder regresses `pooled_latent`, the decoder learns to decode it."
+    import torch
+    g = np.random.default_rng([TRAIN_SEED, 10**6 + 1])
+    for step in range(steps):
+        x = to_x([clips[j] for j in g.integers(0, len(clips), batch)])
+        t = pooled_latent(x)
+        z = vae.encode(x).latent_dist.mode()
+        y = vae.decode(t, return_dict=False)[0]
+        loss = (z - t).pow(2).mean() + (y - x).pow(2).mean()
+        opt.zero_grad(); loss.backward(); opt.step()
+        if (step + 1) % 50 == 0: print(f"vae warm start {step + 1} loss {loss.item():.4f}", flush=True)
+
+
+def train_vae(work:Path, steps:int, pool:int=320, batch:int=2, lr:float=1e-3, warm:int=250, anchor:float=1.0):
     "Train the VAE as an autoencoder on a pool of crops for `steps` updates; calibrate latents_mean/std; save it."
     import torch
     torch.manual_seed(0)
@@ -156,15 +183,17 @@ def train_vae(work:Path, steps:int, pool:int=320, batch:int=2, lr:float=2e-3):
     print(f"vae: {pool} training crops in {time.perf_counter() - t0:.0f} s", flush=True)
     vae = build_vae(0).train()
     opt = torch.optim.AdamW(vae.parameters(), lr=lr, weight_decay=0.0)
+    warm_start(vae, opt, clips, warm, batch)
     g, step, t1, hist = np.random.default_rng([TRAIN_SEED, 10**6]), 0, time.perf_counter(), []
     while step < steps:
         frac = step/steps
-        for pg in opt.param_groups: pg['lr'] = lr*min(1.0, (step + 1)/100)*(0.5*(1 + np.cos(np.pi*frac))*0.95 + 0.05)
+        for pg in opt.param_groups: pg['lr'] = 0.5*lr*(0.5*(1 + np.cos(np.pi*frac))*0.95 + 0.05)
         x = to_x([clips[j] for j in g.integers(0, pool, batch)])
         z = vae.encode(x).latent_dist.mode()
         zn = z + 0.03*z.detach().std()*torch.randn_like(z)  # a little latent noise: the decoder sees imperfect latents
         y = vae.decode(zn, return_dict=False)[0]
-        loss = (y - x).pow(2).mean() + 0.5*(y - x).abs().mean() + 1e-4*z.pow(2).mean()
+        t = pooled_latent(x)  # the anchor that keeps the encoder's information path open (it collapses without it)
+        loss = (y - x).pow(2).mean() + anchor*(1 - frac)*(z - t).pow(2).mean()
         opt.zero_grad(); loss.backward(); torch.nn.utils.clip_grad_norm_(vae.parameters(), 1.0); opt.step()
         hist.append(loss.item()); step += 1
         if step % 100 == 0: print(f"vae step {step} loss {np.mean(hist[-100:]):.4f} ({time.perf_counter() - t1:.0f} s)", flush=True)
@@ -253,7 +282,7 @@ def base_eval(tr, items, sigmas=(0.3, 0.6, 0.9))->float:
     return float(np.mean(out))
 
 
-def train_base(work:Path, steps:int, n_train:int=80, n_held:int=8, batch:int=4, lr:float=1e-3):
+def train_base(work:Path, steps:int, n_train:int=32, n_held:int=4, batch:int=4, lr:float=1e-3):
     "Train the tiny LTX-2.3 transformer (all weights) as a masked, text-conditioned denoiser without reference; save it."
     import torch
     from diffusers import AutoencoderKLLTX2Video
@@ -274,7 +303,7 @@ def train_base(work:Path, steps:int, n_train:int=80, n_held:int=8, batch:int=4, 
         from ltx_nb.train import step_loss
         loss = step_loss(tr, b)
         opt.zero_grad(); loss.backward(); torch.nn.utils.clip_grad_norm_(tr.parameters(), 1.0); opt.step()
-        hist.append(float(loss))
+        hist.append(loss.item())
         if (step + 1) % 100 == 0: print(f"base step {step + 1} loss {np.mean(hist[-100:]):.4f} ({time.perf_counter() - t1:.0f} s)", flush=True)
     tr.eval()
     q = dict(steps=steps, train_s=round(time.perf_counter() - t1, 1), final_loss=float(np.mean(hist[-100:])),
@@ -315,7 +344,7 @@ if __name__ == '__main__':
     ap = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     ap.add_argument('phase', choices=('vae', 'base', 'all', 'ship'))
     ap.add_argument('--work', default=str(ROOT/'outputs'/'train_tiny'))
-    ap.add_argument('--vae-steps', type=int, default=1200)
+    ap.add_argument('--vae-steps', type=int, default=600)
     ap.add_argument('--ship', action='store_true', help='copy the weights into ltx_nb/embedded/tiny with manifest.json')
     ap.add_argument('--base-steps', type=int, default=3000)
     a = ap.parse_args()
