@@ -136,7 +136,7 @@ def test_lora_that_is_not_ltx(triplets, tmp_path):
 @pytest.mark.skipif(not os.environ.get('LTX_NB_SLOW_TESTS'), reason='trains 100 steps (minutes on a busy 2-core CPU); '
                     'set LTX_NB_SLOW_TESTS=1 to run it')
 def test_validation_during_training(triplets, tmp_path):
-    """`train(..., callbacks=[make_validation_callback(...)])` writes a point at the interval and one at the end, and the
+    """`train(..., callbacks=[make_validation_callback(...)])` writes a point at step 0, at the interval and at the end, and the
     reel (one entry, plain sampling: the notebook covers two entries with CFG and STG)."""
     import json
     from ltx_nb.core import load_request
@@ -158,10 +158,10 @@ def test_validation_during_training(triplets, tmp_path):
     assert [p['step'] for p in index['points']] == [0, 60, 100]  # step 0: the base model, before any update
     assert all((v/p).is_file() for q in index['points'] for p in [*q['videos'], q['sheet']])
     rows = [m for m in read_metrics(res.run_dir) if m.get('kind') == 'validation']
-    assert [(m['step'], m['entry']) for m in rows] == [(60, 0), (100, 0)]
+    assert [(m['step'], m['entry']) for m in rows] == [(0, 0), (60, 0), (100, 0)]
     assert all(m['kept_max_error'] == 0 and m['psnr_region'] is not None for m in rows)  # sources are training targets
     assert len([m for m in read_metrics(res.run_dir) if 'loss' in m]) == 100
-    assert probe_video(res.run_dir/'validation.mp4').frames == 2 * 9
+    assert probe_video(res.run_dir/'validation.mp4').frames == 3 * 9
 
 def _scaled_lora(src:Path, dest:Path, value:float)->Path:
     "A copy of LoRA `src` with every lora_B weight set to `value`."
