@@ -294,13 +294,15 @@ class TrainState:
     @property
     def world(self)->int: return self.acc.num_processes
 
-# %% ../nbs/08_train.ipynb #022f8a1d
+# %% ../nbs/08_train.ipynb #d7250fb0
 def check_features(r:Request, device:str):
     "Refuse, before anything runs, the training features that cannot work on `device`."
     problems = []
     if r.compile and not device.startswith('cuda'):
         problems.append(f"compile: true needs CUDA (the device is {device!r}): torch.compile on the CPU needs a C++ "
                         "toolchain and compiles for minutes per bucket, longer than a tiny CPU run; set compile to false")
+    from ltx_nb.memory import memory_settings, check_memory_settings
+    problems += check_memory_settings(memory_settings(r, device), device)  # memory knobs: refused before caching loads a model
     if problems: raise RequestError(problems)
 
 def start_run(r:Request|dict|str, # a request, its dict, or a request JSON path
@@ -370,8 +372,8 @@ def prepare_data(st:TrainState, report, progress:bool=True):
         cached = cache_dataset(report, r, device=acc.device, progress=progress and main, on_item=caching if main else None)
         if r.validation:
             from ltx_nb.validation import validation_prompts
-            encode_prompts(validation_prompts(r), r.model, device=acc.device, text_encoder=r.text_encoder)
-        if r.caption_dropout_rate: empty = encode_prompts([''], r.model, device=acc.device, text_encoder=r.text_encoder)[0]
+            encode_prompts(validation_prompts(r), r.model, device=acc.device, text_encoder=r.text_encoder, r=r)
+        if r.caption_dropout_rate: empty = encode_prompts([''], r.model, device=acc.device, text_encoder=r.text_encoder, r=r)[0]
     st.items = [c.load(acc.device) for c in cached]
     if r.caption_dropout_rate:
         from ltx_nb.latents import load_tensors
