@@ -20,7 +20,7 @@ __all__ = ['LTX23_FLAGS', 'GEMMA3_12B', 'LTX23_CONNECTORS', 'LTX2_VAE', 'TEXT_TO
            'weight_bytes', 'block_bytes', 'lora_numel', 'lora_bytes', 'small_transformer', 'saved_bytes',
            'peak_live_bytes', 'fit_activations', 'activation_bytes', 'inference_bytes', 'phases', 'settings_for',
            'MemoryPlan', 'free_gpu_gb', 'plan', 'job_plan', 'memory_settings', 'check_memory_settings',
-           'to_bitsandbytes', 'apply_memory_settings', 'lora_smoke_step', 'text_encoder_device',
+           'to_bitsandbytes', 'apply_memory_settings', 'small_item', 'text_encoder_device',
            'apply_text_encoder_settings', 'cmd_plan', 'add_plan_parser']
 
 # %% ../nbs/20_plan.ipynb #797322fb
@@ -445,24 +445,18 @@ def apply_memory_settings(transformer, # the frozen base, loaded on the CPU, bef
     return transformer.to(device)
 
 # %% ../nbs/20_plan.ipynb #72eb5730
-def lora_smoke_step(tr, steps:int=3, seed:int=0)->dict:
-    "A few AdamW steps of a LoRA'd small transformer: first and last loss, LoRA gradient norm (for the knobs' tests)."
+def small_item(tr,                   # a `small_transformer`
+               grid:tuple=(2, 4, 4), # latent (frames, height, width) of target and reference
+               context:int=32,       # text tokens
+               seed:int=0,
+              )->dict:
+    "A random cached item for `tr`, as `CachedItem.load` gives one: target, same-size reference, keep-mask, text context."
     import torch
-    from ltx_nb.model import add_lora, forward_video
-    torch.manual_seed(seed); add_lora(tr, 4)
-    params = [p for n, p in tr.named_parameters() if 'lora_' in n]
-    for p in params: p.data = p.data.float(); p.requires_grad_(True)
-    tr.train()
-    opt = torch.optim.AdamW(params, lr=1e-2)
-    inputs = _step_inputs(tr, (2, 4, 4), 32, seed)
-    target = torch.randn(1, inputs[0].shape[1], tr.config.out_channels, generator=torch.Generator().manual_seed(seed + 1))
-    losses, gnorm = [], 0.0
-    for _ in range(steps):
-        loss = (forward_video(tr, *inputs).float() - target).square().mean()
-        loss.backward()
-        gnorm = gnorm or float(torch.stack([p.grad.norm() for p in params]).norm())
-        opt.step(); opt.zero_grad(set_to_none=True); losses.append(float(loss.detach()))
-    return dict(first=losses[0], last=losses[-1], lora_grad_norm=gnorm)
+    g = torch.Generator().manual_seed(seed)
+    C, D = tr.config.in_channels, tr.config.cross_attention_dim
+    keep = torch.ones(*grid); keep[:, 1:-1, 1:-1] = 0  # the middle is regenerated, the border kept
+    return dict(target=torch.randn(C, *grid, generator=g), reference=torch.randn(C, *grid, generator=g), keep=keep,
+                context=torch.randn(context, D, generator=g), context_mask=torch.ones(context, dtype=torch.long))
 
 # %% ../nbs/20_plan.ipynb #b0162405
 def text_encoder_device(r:Request, device:str)->str:

@@ -28,7 +28,7 @@ __all__ = ['TIMESTEP_SAMPLERS', 'SIGMA_EPS', 'UNIFORM_SHARE', 'SCHEDULERS', 'SIG
            'build_optimizer', 'resume', 'check_finite', 'apply_gradients', 'sigma_bucket_losses', 'log_step',
            'dropout_rng', 'micro_step', 'train_step', 'StopSignals', 'save_state', 'validate', 'step_hooks',
            'interrupt', 'make_bar', 'run_loop', 'finish', 'record_failure', 'train', 'masked_eval_loss',
-           'learning_check']
+           'learning_check', 'prebuilt_state']
 
 # %% ../nbs/08_train.ipynb #2e73e81b
 TIMESTEP_SAMPLERS = ('shifted_logit_normal_stretched', 'shifted_logit_normal', 'uniform')
@@ -686,3 +686,19 @@ def learning_check(run_dir:str|Path, # a completed run
     mismatched = masked_eval_loss(tr, items, seed, mismatched=True)
     return dict(untrained=untrained, trained=trained, mismatched=mismatched,
                 trained_vs_untrained=trained / untrained, trained_vs_mismatched=trained / mismatched)
+
+# %% ../nbs/08_train.ipynb #82c2c684
+def prebuilt_state(tr,                  # a built transformer (frozen base, no LoRA yet): gets the request's LoRA
+                   r:Request,           # the request: LoRA rank/alpha/dropout, optimizer, schedule, seed, device
+                   run_dir:str|Path,    # where its progress and metrics go
+                   items:list|None=None, # training items as `CachedItem.load` gives them
+                   gradient_checkpointing:bool|None=None, # None: the request's rule (`precision`)
+                  )->TrainState:
+    "`train`'s own `TrainState` around a prebuilt transformer: LoRA, optimizer, schedule and log from train's stages."
+    st = start_run(r, run_dir)
+    if gradient_checkpointing is not None: st.gradient_checkpointing = gradient_checkpointing
+    st.run_dir.mkdir(parents=True, exist_ok=True)
+    st.transformer, st.params = tr, attach_lora(tr, r.rank, r.seed, st.gradient_checkpointing, r.lora_alpha, r.lora_dropout)
+    build_optimizer(st)
+    st.log, st.items = RunLog(st.run_dir, r.number_of_steps), list(items or [])
+    return st
