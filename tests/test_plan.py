@@ -44,3 +44,25 @@ def test_knobs_refused_on_cpu_with_reason():
     from ltx_nb.memory import apply_memory_settings, small_transformer
     with pytest.raises(RequestError, match="offload: 'blocks'"):
         apply_memory_settings(small_transformer(64, 1, rank=0), parse_request(dict(training_data_url='.', vram=24)), 'cpu')
+
+def test_caching_time_estimate_in_table_and_json(capsys):
+    _, p = plan_json(capsys, '--gpu-memory', '80', '--json', '--set', 'num_workers=4')
+    c = p['caching']
+    assert c['estimate'] is True and c['workers'] == 4 and c['s_per_triplet'] == max(c['decode_s'], c['encode_s']) > 0
+    assert c['rates']['decode_px_per_s'] > 0 and 'assumed' in c['rates']['vae_from']
+    code, out = plan_json(capsys, '--gpu-memory', '80')
+    assert code == 0 and 'caching (estimate):' in out and 'per triplet' in out
+
+def test_every_knob_from_the_cli_on_the_cpu(capsys):
+    "Each knob value plans from the CLI; on the CPU the trainer refuses the ones that cannot run there, with the reason."
+    from ltx_nb.core import load_request
+    from ltx_nb.train import check_features
+    for k, vals in dict(base_precision=('bf16', 'fp8', 'int8', 'nf4'), offload=('none', 'blocks'),
+                        text_encoder_precision=('bf16', 'int8', 'nf4'), text_encoder_offload=('on', 'off')).items():
+        for v in vals:
+            code, p = plan_json(capsys, '--gpu-memory', '80', '--json', '--set', f'{k}={v}')
+            assert code == 0 and p['settings'][k] == v, (k, v, p)
+            r = load_request(str(REQUEST), {k: v})
+            if (k, v) == ('offload', 'blocks'):
+                with pytest.raises(Exception, match="offload: 'blocks'"): check_features(r, 'cpu')
+            else: check_features(r, 'cpu')  # runs on the CPU (bitsandbytes is installed)
