@@ -66,3 +66,19 @@ def test_every_knob_from_the_cli_on_the_cpu(capsys):
             if (k, v) == ('offload', 'blocks'):
                 with pytest.raises(Exception, match="offload: 'blocks'"): check_features(r, 'cpu')
             else: check_features(r, 'cpu')  # runs on the CPU (bitsandbytes is installed)
+
+def test_knobs_train_end_to_end_on_the_tiny_model(triplets, tmp_path):
+    "fp8 base, int8 text encoder (bitsandbytes on the CPU) kept on the CPU: the tiny model trains, and the captions' int8 embeddings are their own cache entries."
+    import math, torch
+    from ltx_nb.core import EMBEDDED_MODEL, load_request, cache_dir
+    from ltx_nb.latents import text_key
+    from ltx_nb.train import train
+    r = load_request(dict(training_data_url=str(triplets), model=EMBEDDED_MODEL, number_of_steps=100, number_of_frames=9,
+                          resolution='low', aspect_ratio='16:9', rank=8, base_precision='fp8', text_encoder_precision='int8',
+                          text_encoder_offload='on', checkpoint_interval=0, validation_interval=0, run_dir=str(tmp_path/'run')))
+    res = train(r, progress=False)
+    assert res.status == 'completed' and res.lora.exists() and math.isfinite(res.final_loss)
+    from ltx_nb.dataset import check_dataset
+    caption = check_dataset(r, progress=False).ok[0].caption
+    texts = {p.name for p in (cache_dir('latents')/'text').glob('*.safetensors')}
+    assert f"{text_key(caption, r.model, torch.float32, None, 'int8')}.safetensors" in texts
