@@ -13,6 +13,7 @@ from .core import (Request, RequestError, LtxNbError, load_request, parse_reques
                          DEFAULT_NEGATIVE_PROMPT, cache_dir, request_hash)
 from .rundir import (LORA, LOSS_PLOT, PROGRESS, REQUEST, STATUS_COMPLETED, STATUS_FAILED, default_run_dir,
                            read_progress, completed_progress, validation_dir, process_alive, run_status)
+from .rundir import phase_label
 
 # %% auto #0
 __all__ = ['JOB_NOTEBOOK', 'JOB_DEFAULTS', 'JOB_SETTINGS', 'job_notebook_path', 'demo_request_path', 'job_request',
@@ -142,7 +143,7 @@ def plan_jobs(requests:list[str], # request JSON paths
     if dup: raise RequestError([f"two jobs would share run directory {d}: give them different run_dir values" for d in sorted(dup)])
     return jobs
 
-# %% ../nbs/11_runner.ipynb #d0935513
+# %% ../nbs/11_runner.ipynb #adab4c8c
 @dataclass
 class JobResult:
     "How one job ended."
@@ -162,7 +163,7 @@ def _follow(th:threading.Thread, d:Path, job:Job, progress:bool):
         th.join(0.5)
         st = read_progress(d)
         if st.get('step') is not None and st['step'] > bar.n: bar.update(st['step'] - bar.n)
-        if st.get('loss') is not None: bar.set_postfix(loss=f"{st['loss']:.4f}", status=st.get('status'))
+        if st: bar.set_postfix_str(' · '.join([phase_label(st)] + ([f"loss {st['loss']:.4f}"] if st.get('loss') is not None else [])))
     bar.close()
 
 def _keep_notebook(tmp:Path, out:Path, ok:bool, was_completed:bool)->Path:

@@ -54,6 +54,7 @@ class Validator:
         self.fit, self.settings = ValidationFit.from_request(r), SampleSettings.from_request(r)
         self.is_main = _is_main_process() if is_main is None else is_main
         self.inputs, self.latents, self.scheduler, self._gt = {}, {}, None, ground_truth
+        self.on_entry = None  # f(k, n) as entry k of n is done (0 first): `train` puts validating k/N in progress.json
 
     def entry(self, k:int):
         "Entry `k`, fitted once (a `ValidationInput`)."
@@ -91,11 +92,18 @@ def __call__(self:Validator, step:int, transformer, run_dir:str|Path|None=None, 
     if dev.type == 'cuda': vae.enable_tiling()
     was_training = transformer.training
     transformer.eval()
-    try: results = [self._sample(k, inp, transformer, vae, (embeds[k], embeds[-1])) for k, inp in enumerate(inputs)]
+    try: results = [self._sampled(k, inp, transformer, vae, (embeds[k], embeds[-1])) for k, inp in enumerate(inputs)]
     finally:
         transformer.train(was_training)
         release(vae)
     return self._write(validation_dir(run_dir), step, inputs, results)
+
+@_method
+def _sampled(self:Validator, k:int, inp, transformer, vae, embeds:tuple)->np.ndarray:
+    "`_sample`, then tell `on_entry` that k + 1 of the entries are done."
+    out = self._sample(k, inp, transformer, vae, embeds)
+    if self.on_entry is not None: self.on_entry(k + 1, len(self.r.validation))
+    return out
 
 @_method
 def _sample(self:Validator, k:int, inp, transformer, vae, embeds:tuple)->np.ndarray:

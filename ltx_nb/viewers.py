@@ -11,11 +11,11 @@ from pathlib import Path
 import numpy as np
 from .core import LtxNbError, Request, load_request
 from .rundir import (RUN_ENDED, METRICS, PROGRESS, VALIDATION_INDEX, read_progress, read_metrics, validation_dir,
-                           read_validation_index)
+                           read_validation_index, progress_line)
 
 # %% auto #0
 __all__ = ['frame_bytes', 'FramePanel', 'frame_player', 'raw_triplet', 'TripletBrowser', 'read_video', 'metrics_table',
-           'ValidationViewer', 'progress_line', 'LossPlot']
+           'ValidationViewer', 'LossPlot']
 
 # %% ../nbs/10_viewers.ipynb #67571c49
 def frame_bytes(frame:np.ndarray,   # uint8 (H, W, 3)
@@ -267,18 +267,6 @@ class ValidationViewer:
         for p in self.panels: p.show(i)
 
     def _repr_mimebundle_(self, **kw): return self.widget._repr_mimebundle_(**kw)
-
-# %% ../nbs/10_viewers.ipynb #e914ace1
-def progress_line(p:dict # `read_progress`
-                 )->str:
-    "status · step/total · loss · s/step · ETA, from a progress dict."
-    if not p: return 'no progress.json yet'
-    parts = [str(p.get('status', '?')), f"step {p.get('step', 0)}/{p.get('total', '?')}"]
-    if p.get('loss') is not None: parts.append(f"loss {p['loss']:.4g}")
-    if p.get('s_per_step'): parts.append(f"{p['s_per_step']:.2f} s/step")
-    if p.get('eta_s') and p.get('status') not in RUN_ENDED: parts.append(f"ETA {p['eta_s']:.0f} s")
-    if p.get('error'): parts.append(str(p['error']))
-    return ' · '.join(parts)
 
 # %% ../nbs/10_viewers.ipynb #7af2e3ce
 class LossPlot:
