@@ -30,7 +30,7 @@ __all__ = ['TIMESTEP_SAMPLERS', 'SIGMA_EPS', 'UNIFORM_SHARE', 'SCHEDULERS', 'SIG
            'open_run', 'prepare_data', 'validation_callbacks', 'attach_lora', 'uses_memory_knobs', 'build_model',
            'build_optimizer', 'resume', 'check_finite', 'apply_gradients', 'sigma_bucket_losses', 'log_step',
            'dropout_rng', 'micro_step', 'train_step', 'StopSignals', 'save_state', 'validate', 'step_hooks',
-           'interrupt', 'make_bar', 'run_loop', 'finish', 'record_failure', 'train', 'masked_eval_loss',
+           'interrupt', 'make_bar', 'run_loop', 'finish', 'record_failure', 'loader_bars', 'train', 'masked_eval_loss',
            'learning_check']
 
 # %% ../nbs/08_train.ipynb #2e73e81b
@@ -705,6 +705,22 @@ def record_failure(st:TrainState, e:BaseException):
     except OSError: pass  # the run directory itself is what failed
 
 # %% ../nbs/08_train.ipynb #501d9912
+def loader_bars(show:bool # keep transformers' and diffusers' own bars
+               ):
+    "A context that hides the weight-loading bars (a saved job record keeps no stuck 'Loading weights: 0%' lines)."
+    import contextlib
+    from diffusers.utils import logging as dlog
+    from transformers.utils import logging as tlog
+    @contextlib.contextmanager
+    def hidden():
+        was = [(m, m.is_progress_bar_enabled()) for m in (dlog, tlog)]
+        for m, _ in was: m.disable_progress_bar()
+        try: yield
+        finally:
+            for m, on in was:
+                if on: m.enable_progress_bar()
+    return contextlib.nullcontext() if show else hidden()
+
 def train(r:Request|dict|str, # a request, its dict, or a request JSON path
           run_dir:str|Path|None=None, # overrides the request's run_dir
           progress:bool=True, # show a tqdm bar (main process)
@@ -716,7 +732,7 @@ def train(r:Request|dict|str, # a request, its dict, or a request JSON path
     report = check_data(st, progress)
     done = prepare_run_dir(st)
     if done is not None: return done
-    with run_lock(st.run_dir, enabled=st.main), StopSignals() as st.signals:
+    with run_lock(st.run_dir, enabled=st.main), StopSignals() as st.signals, loader_bars(progress):
         try:
             open_run(st, report)
             prepare_data(st, report, progress)
