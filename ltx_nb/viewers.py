@@ -592,13 +592,13 @@ class RunView(StaticView):
         from ltx_nb.rundir import read_config
         self.run_dir, self.height = Path(run_dir), height
         self.header, self.loss = W.HTML(), LossPlot(run_dir)
-        self.viewer = ValidationViewer(run_dir, height, live=False) if read_validation_index(run_dir).get('points') else None
-        entries = (read_validation_index(run_dir).get('entries') or [])
+        self.viewer = ValidationViewer(run_dir, height, live=False) if read_validation_index(run_dir, missing_ok=True).get('points') else None
+        entries = (read_validation_index(run_dir, missing_ok=True).get('entries') or [])
         self.checkpoint = W.Dropdown(options=checkpoint_choices(run_dir), description='checkpoint')
         self.sample_entry = W.Dropdown(options=[(f"{e['entry']}: {e.get('name', '')}", e['entry']) for e in entries], description='entry')
         self.sample_button, self.sample_note = W.Button(description='sample', icon='play', button_style='primary'), W.HTML()
         self.sampled = FramePanel('sampled: nothing yet', height)
-        self.s_play, self.s_slider, s_bar = frame_player(1, read_validation_index(run_dir).get('fps', 24))
+        self.s_play, self.s_slider, s_bar = frame_player(1, read_validation_index(run_dir, missing_ok=True).get('fps', 24))
         self.s_slider.observe(lambda c: self.sampled.show(c['new']), 'value')
         self.sample_button.on_click(lambda b: self.sample())
         self.config = W.HTML(config_table(read_config(run_dir)))
