@@ -78,9 +78,11 @@ def _set_length(play, slider, n:int):
     play.value = slider.value = 0
     play.max = slider.max = max(n - 1, 0)
 
-# %% ../nbs/10_viewers.ipynb #5f3db818
+# %% ../nbs/10_viewers.ipynb #e7559891
 LIVE_MARKER = ('<span class="ltx-nb-live"></span><style>.jp-OutputArea-child:has(.ltx-nb-live) + .jp-OutputArea-child'
                '{display:none}</style>')  # the widget, when rendered, hides the static output that follows it
+
+_PLAIN_TEXT = str.maketrans({'−': '-', '×': 'x', '…': '...', '◀': '<', '▶': '>'})  # PIL's default font lacks these
 
 def view_png(rows:list, # rows of (title, uint8 (H, W, 3) frame or None)
              height:int=160, # rows of pixels per frame
@@ -88,12 +90,13 @@ def view_png(rows:list, # rows of (title, uint8 (H, W, 3) frame or None)
             )->bytes:
     "Titled frames in rows, as one PNG: the static picture of a viewer."
     from PIL import Image, ImageDraw
+    note = note.translate(_PLAIN_TEXT)
     pad, th = 4, 14
     def tile(title, f):
         im = Image.fromarray(np.ascontiguousarray(f)) if f is not None else Image.new('RGB', (height * 16 // 9, height), (200,) * 3)
         im = im.resize((max(1, round(im.width * height / im.height)), height), Image.BILINEAR)
         out = Image.new('RGB', (im.width, height + th), 'white'); out.paste(im, (0, th))
-        ImageDraw.Draw(out).text((2, 1), str(title), fill='black'); return out
+        ImageDraw.Draw(out).text((2, 1), str(title).translate(_PLAIN_TEXT), fill='black'); return out
     lines = [[tile(t, f) for t, f in row] for row in rows if row]
     W_ = max([sum(t.width + pad for t in ln) for ln in lines] + [300])
     H_ = (th if note else 0) + sum(height + th + pad for _ in lines)
