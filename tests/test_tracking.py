@@ -63,3 +63,25 @@ def test_a_missing_tracker_is_refused_with_its_install_line(triplets, tmp_path):
     with pytest.raises(RequestError, match='pip install mlflow'): train(r, progress=False)
     assert not (tmp_path/'run').exists()  # refused before anything was written
     with pytest.raises(RequestError, match="'neptune' is not a tracker"): load_request(dict(r, report_to='neptune'))
+
+def test_the_job_record_shows_its_pictures_without_trust(triplets, tmp_path):
+    "The executed job notebook: loss and contact sheet as PNGs, a link to the reel, no stuck weight-loading bars."
+    import json
+    from conftest import ltx_nb
+    from ltx_nb.synth import triplet_files
+    f = triplet_files(1)
+    entry = dict(prompt='entry 1', video_url=str(triplets/f['end']), mask_url=str(triplets/f['mask']),
+                 reference_video_url=str(triplets/f['start']))
+    (tmp_path/'req.json').write_text(json.dumps(dict(
+        training_data_url=str(triplets), model=EMBEDDED_MODEL, number_of_steps=100, number_of_frames=9, resolution='low',
+        aspect_ratio='16:9', rank=8, validation=[entry], validation_number_of_frames=9, validation_resolution='low',
+        validation_aspect_ratio='16:9', validation_num_inference_steps=1, validation_guidance_scale=1.0, stg_scale=0.0)))
+    p = ltx_nb('train', tmp_path/'req.json', '--run-dir', tmp_path/'run', '--quiet', cwd=tmp_path)
+    assert p.returncode == 0, p.stdout + p.stderr
+    nb = json.loads(next((tmp_path/'run').glob('*.ipynb')).read_text())
+    outs = [o for c in nb['cells'] if c['cell_type'] == 'code' for o in c.get('outputs', [])]
+    text = ''.join(''.join(o.get('text', '')) for o in outs)
+    assert 'Loading weights' not in text and '%|' not in text, text[-2000:]
+    assert sum('image/png' in o.get('data', {}) for o in outs) >= 2                     # the loss and the poster
+    assert not any('video/mp4' in json.dumps(o.get('data', {})) or '<video' in json.dumps(o.get('data', {})) for o in outs)
+    assert any('](validation.mp4)' in ''.join(o.get('data', {}).get('text/markdown', '')) for o in outs)
