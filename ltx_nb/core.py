@@ -14,11 +14,12 @@ from typing import Any
 # %% auto #0
 __all__ = ['VAE_FRAMES', 'VAE_PIXELS', 'RESOLUTIONS', 'ASPECT_RATIOS', 'VIDEO_EXTS', 'IMAGE_EXTS', 'MAX_JSON_BYTES', 'QUIET_ENV',
            'DEFAULT_MODEL', 'EMBEDDED_MODEL', 'TRAINING_TYPE', 'DEFAULT_NEGATIVE_PROMPT', 'VALIDATION_KEYS',
-           'SCENE_SPLIT_REFUSAL', 'VRAM_PRESETS', 'FEATURE_FIELDS', 'LtxNbError', 'RequestError', 'snap_frames',
-           'latent_frames', 'latent_grid', 'pixel_frame_span', 'bucket_size', 'exact_reference',
+           'SCENE_SPLIT_REFUSAL', 'VRAM_PRESETS', 'TRACKERS', 'FEATURE_FIELDS', 'LtxNbError', 'RequestError',
+           'snap_frames', 'latent_frames', 'latent_grid', 'pixel_frame_span', 'bucket_size', 'exact_reference',
            'exact_reference_buckets', 'media_kind', 'cache_dir', 'source_problem', 'check_regular_file',
            'os_error_message', 'load_json', 'show_progress', 'atomic_path', 'write_json', 'Request', 'is_remote',
-           'resolve_source', 'parse_request', 'load_request', 'parse_override', 'request_hash']
+           'resolve_source', 'report_to_names', 'tracker_problems', 'parse_request', 'load_request', 'parse_override',
+           'request_hash']
 
 # %% ../nbs/00_core.ipynb #4f2d1e0c
 class LtxNbError(Exception):
@@ -298,6 +299,8 @@ class Request:
     compile: bool = _p(False, 'torch.compile the transformer blocks (CUDA only; refused on the CPU)', kind=bool, seed=False)
     lora_alpha: int = _p(None, 'LoRA alpha (default: rank); alpha/rank is folded into lora_B when the file is written', lo=1, hi=1024, kind=int, seed=False)
     lora_dropout: float = _p(0.0, 'dropout on the LoRA branch input while training', lo=0.0, hi=0.9, kind=float, seed=False)
+    # --- experiment tracking (issue 14): accelerate's trackers; `ltx_nb.core.TRACKERS` names them ---
+    report_to: str = _p('none', 'experiment trackers (accelerate): none, or tensorboard, wandb, trackio, mlflow separated by commas; TensorBoard events go to RUN/tracking', kind=str, seed=False)
 
     def to_dict(self)->dict:
         "Every parameter, JSON-ready."
@@ -386,7 +389,29 @@ def resolve_source(src:str, # a path, file:// URL or http(s):// URL
     if not p.is_absolute() and base_dir is not None: p = Path(base_dir)/p
     return str(p)
 
-# %% ../nbs/00_core.ipynb #565b101d
+# %% ../nbs/00_core.ipynb #c32ef045
+TRACKERS = dict(tensorboard='tensorboard', wandb='wandb', trackio='trackio', mlflow='mlflow')  # report_to name → its package
+
+def report_to_names(report_to:str|list|None # the request's report_to: 'none', or tracker names separated by commas
+                   )->list[str]:
+    "The trackers a request reports to, in order and once each ('none' and empty names dropped)."
+    items = report_to if isinstance(report_to, (list, tuple)) else str(report_to or 'none').split(',')
+    names = [str(n).strip().lower() for n in items]
+    return list(dict.fromkeys(n for n in names if n and n != 'none'))
+
+def tracker_problems(report_to:str, # the request's report_to
+                     installed=None, # f(package) -> bool; default: importlib finds it
+                    )->list[str]:
+    "One line per unknown tracker, or per tracker whose package is not installed (with the pip line)."
+    import importlib.util
+    installed = installed or (lambda pkg: importlib.util.find_spec(pkg) is not None)
+    out = []
+    for n in report_to_names(report_to):
+        if n not in TRACKERS: out.append(f"report_to: {n!r} is not a tracker; use none, or any of {', '.join(TRACKERS)} separated by commas")
+        elif not installed(TRACKERS[n]): out.append(f"report_to: {n} needs the {TRACKERS[n]} package: pip install {TRACKERS[n]}")
+    return out
+
+# %% ../nbs/00_core.ipynb #578af86a
 def _resolve_paths(r:Request, base_dir, problems:list):
     "Resolve every local media path of `r` against `base_dir`, recording unsupported schemes."
     def res(where, v):
@@ -442,6 +467,7 @@ def parse_request(params:dict, # the request as a dict (e.g. parsed JSON)
     if not isinstance(params, dict): raise RequestError([f"the request must be a JSON object, got {type(params).__name__}"])
     params = {**params, **(overrides or {})}
     if type(params.get('vram')) is int: params['vram'] = str(params['vram'])  # `"vram": 24` reads as the preset '24'
+    if isinstance(params.get('report_to'), list): params['report_to'] = ','.join(map(str, params['report_to']))  # a JSON list of trackers
     rules, problems, values = _field_rules(), [], {}
     for k in params:
         if k not in rules: problems.append(f"{k}: unknown parameter{_closest(k, rules)}")
@@ -460,10 +486,11 @@ def parse_request(params:dict, # the request as a dict (e.g. parsed JSON)
     _resolve_paths(r, base_dir, problems)
     if check_paths: _check_local_paths(r, problems)
     _check_single_file(r, problems)
+    problems += tracker_problems(r.report_to, installed=lambda pkg: True)  # names here; packages when training starts
     if problems: raise RequestError(problems)
     return r
 
-# %% ../nbs/00_core.ipynb #4d1f1d3f
+# %% ../nbs/00_core.ipynb #807a4872
 def load_request(src:str|Path|dict, # a request JSON file, or the request itself
                  overrides:dict|None=None, # values that replace those in the file
                  check_paths:bool=False, # also require local media paths to exist
@@ -488,6 +515,6 @@ FEATURE_FIELDS = ('batch_size', 'gradient_accumulation_steps', 'lr_scheduler', '
 
 def request_hash(r:Request, n:int=10)->str:
     "A short hash of everything that changes what a run computes (not where it runs)."
-    d = {k: v for k, v in r.to_dict().items() if k not in ('run_dir', 'device', 'validation_interval', 'checkpoint_interval', 'num_workers')}
+    d = {k: v for k, v in r.to_dict().items() if k not in ('run_dir', 'device', 'validation_interval', 'checkpoint_interval', 'num_workers', 'report_to')}
     d = {k: v for k, v in d.items() if not (k in FEATURE_FIELDS and v == _field_rules()[k].default)}  # older runs keep their hash
     return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:n]

@@ -13,14 +13,15 @@ from .core import Request, RequestError, LtxNbError, TRAINING_TYPE, request_hash
 # %% auto #0
 __all__ = ['CONFIG', 'REQUEST', 'REPORT', 'PROGRESS', 'METRICS', 'LORA', 'LOSS_PLOT', 'DEBUG_ARCHIVE', 'JOB_OUTPUT',
            'CHECKPOINTS', 'LATEST', 'CHECKPOINT_LORA', 'CHECKPOINT_STATE', 'CHECKPOINT_INFO', 'VALIDATION',
-           'VALIDATION_INDEX', 'VALIDATION_REEL', 'LOCK', 'STATUS_STARTING', 'STATUS_PREPARING', 'STATUS_RUNNING',
-           'STATUS_COMPLETED', 'STATUS_FAILED', 'STATUS_INTERRUPTED', 'RUN_LIVE', 'RUN_ENDED', 'default_run_dir',
-           'checkpoint_name', 'read_json', 'write_config', 'read_config', 'write_request', 'read_request',
-           'write_report', 'read_progress', 'append_metrics', 'read_metrics', 'truncate_metrics', 'RunLog',
-           'save_checkpoint', 'list_checkpoints', 'checkpoint_problem', 'latest_checkpoint', 'load_checkpoint',
-           'validation_dir', 'read_validation_index', 'write_validation_index', 'process_alive', 'run_status',
-           'completed_progress', 'RunDirBusy', 'read_lock', 'acquire_lock', 'release_lock', 'run_lock', 'RunDirError',
-           'raise_run_dir_error', 'data_digests', 'data_changes']
+           'VALIDATION_INDEX', 'VALIDATION_REEL', 'LOCK', 'TRACKING', 'STATUS_STARTING', 'STATUS_PREPARING',
+           'STATUS_RUNNING', 'STATUS_COMPLETED', 'STATUS_FAILED', 'STATUS_INTERRUPTED', 'RUN_LIVE', 'RUN_ENDED',
+           'PHASE_CHECKING', 'PHASE_CACHING', 'PHASE_LOADING', 'PHASE_TRAINING', 'PHASE_VALIDATING', 'PHASE_SAVING',
+           'PHASES', 'default_run_dir', 'checkpoint_name', 'read_json', 'write_config', 'read_config', 'write_request',
+           'read_request', 'write_report', 'read_progress', 'append_metrics', 'read_metrics', 'truncate_metrics',
+           'RunLog', 'phase_label', 'progress_line', 'save_checkpoint', 'list_checkpoints', 'checkpoint_problem',
+           'latest_checkpoint', 'load_checkpoint', 'validation_dir', 'read_validation_index', 'write_validation_index',
+           'process_alive', 'run_status', 'completed_progress', 'RunDirBusy', 'read_lock', 'acquire_lock',
+           'release_lock', 'run_lock', 'RunDirError', 'raise_run_dir_error', 'data_digests', 'data_changes']
 
 # %% ../nbs/16_rundir.ipynb #93a055e0
 CONFIG, REQUEST, REPORT, PROGRESS, METRICS = 'config.json', 'request.json', 'report.json', 'progress.json', 'metrics.jsonl'
@@ -29,6 +30,7 @@ CHECKPOINTS, LATEST = 'checkpoints', 'latest.json'          # checkpoints/step-0
 CHECKPOINT_LORA, CHECKPOINT_STATE, CHECKPOINT_INFO = 'lora.safetensors', 'state.pt', 'checkpoint.json'
 VALIDATION, VALIDATION_INDEX, VALIDATION_REEL = 'validation', 'index.json', 'validation.mp4'
 LOCK = 'run.lock'
+TRACKING = 'tracking'                                       # report_to's trackers write here (TensorBoard events)
 
 STATUS_STARTING, STATUS_PREPARING, STATUS_RUNNING = 'starting', 'preparing', 'running'
 STATUS_COMPLETED, STATUS_FAILED, STATUS_INTERRUPTED = 'completed', 'failed', 'interrupted'
@@ -136,6 +138,44 @@ class RunLog:
         self.state['warnings'] = self.state.get('warnings', []) + [msg]
         self.metric(kind='warning', step=self.state['step'] if step is None else step, message=msg)
         self.update()
+
+    def phase(self, name:str|None, # one of PHASES; None: the last one ended
+              done:int|None=None, total:int|None=None, # n/N of a counted phase (caching, validating)
+              started:float|None=None, # when it began (default: now, or when this phase was entered)
+             ):
+        "Enter or advance a phase: `progress.json`'s `phase` (name, n/N, ETA) and the seconds of the phases before it."
+        now, old = time.time(), self.state.get('phase') or {}
+        if old.get('name') == name: started = old['started']
+        else:
+            if old.get('name'): self.state['phases'] = self.state.get('phases', []) + [dict(name=old['name'], seconds=now - old['started'])]
+            started = started or now
+        eta = (now - started) / done * (total - done) if done and total else None
+        self.update(phase=dict(name=name, done=done, total=total, started=started, eta_s=eta) if name else None)
+
+# %% ../nbs/16_rundir.ipynb #8b573828
+PHASE_CHECKING, PHASE_CACHING, PHASE_LOADING = 'checking', 'caching', 'loading'
+PHASE_TRAINING, PHASE_VALIDATING, PHASE_SAVING = 'training', 'validating', 'saving'
+PHASES = (PHASE_CHECKING, PHASE_CACHING, PHASE_LOADING, PHASE_TRAINING, PHASE_VALIDATING, PHASE_SAVING)
+
+def phase_label(p:dict # `read_progress`
+               )->str:
+    "`validating 1/2`, `caching 3/8`, `training`; the status once the run ended (or before any phase)."
+    ph = p.get('phase') or {}
+    if p.get('status') in RUN_ENDED or not ph.get('name'): return str(p.get('status', '?'))
+    return ph['name'] + (f" {ph.get('done') or 0}/{ph['total']}" if ph.get('total') else '')
+
+def progress_line(p:dict # `read_progress`
+                 )->str:
+    "phase · step/total · loss · s/step · ETA (of the phase when it is counted, else of training), from a progress dict."
+    if not p: return 'no progress.json yet'
+    parts = [phase_label(p), f"step {p.get('step', 0)}/{p.get('total', '?')}"]
+    if p.get('loss') is not None: parts.append(f"loss {p['loss']:.4g}")
+    if p.get('s_per_step'): parts.append(f"{p['s_per_step']:.2f} s/step")
+    ph = p.get('phase') or {}
+    eta = ph.get('eta_s') if ph.get('total') else p.get('eta_s')
+    if eta and p.get('status') not in RUN_ENDED: parts.append(f"ETA {eta:.0f} s")
+    if p.get('error'): parts.append(str(p['error']))
+    return ' · '.join(parts)
 
 # %% ../nbs/16_rundir.ipynb #664f7948
 def _digest(p:Path)->str:

@@ -13,12 +13,14 @@ from .core import (Request, RequestError, LtxNbError, load_request, parse_reques
                          DEFAULT_NEGATIVE_PROMPT, cache_dir, request_hash)
 from .rundir import (LORA, LOSS_PLOT, PROGRESS, REQUEST, STATUS_COMPLETED, STATUS_FAILED, default_run_dir,
                            read_progress, completed_progress, validation_dir, process_alive, run_status)
+from .rundir import VALIDATION_REEL, read_validation_index
+from .rundir import phase_label
 
 # %% auto #0
 __all__ = ['JOB_NOTEBOOK', 'JOB_DEFAULTS', 'JOB_SETTINGS', 'DEMO_TARGETS', 'job_notebook_path', 'demo_request_path',
-           'job_request', 'job_parameters_source', 'reel_preview', 'RunOutputs', 'run_outputs', 'Job', 'expand_sweeps',
-           'plan_jobs', 'JobResult', 'run_job', 'summary_table', 'demo_figures', 'demo_report', 'RunInfo', 'run_info',
-           'RunsTable', 'list_runs']
+           'job_request', 'job_parameters_source', 'ReelPreview', 'reel_preview', 'RunOutputs', 'run_outputs', 'Job',
+           'expand_sweeps', 'plan_jobs', 'JobResult', 'run_job', 'summary_table', 'demo_figures', 'demo_report',
+           'RunInfo', 'run_info', 'RunsTable', 'list_runs']
 
 # %% ../nbs/11_runner.ipynb #d4fb601a
 JOB_NOTEBOOK = 'train_v2v_masked.ipynb'
@@ -68,12 +70,28 @@ def job_parameters_source()->str:
     lines = [f"{k} = {_literal(v)}" for k, v in vals.items()]
     return '\n'.join(lines + ['# job settings (not request parameters)'] + [f"{k} = {_literal(v)}" for k, v in JOB_SETTINGS.items()])
 
-# %% ../nbs/11_runner.ipynb #cf092328
-def reel_preview(run_dir:str|Path):
-    "The run's validation reel as an embedded video, or a note that there is none."
-    from IPython.display import Video, Markdown
-    p = Path(run_dir)/'validation.mp4'
-    return Video(str(p), embed=True, width=720) if p.exists() else Markdown('*No validation entries in this request: no reel.*')
+# %% ../nbs/11_runner.ipynb #84c6a898
+class ReelPreview:
+    "The validation reel in a saved record: its last contact sheet as a PNG poster and a link to the reel file."
+    def __init__(self, run_dir:str|Path): self.run_dir = Path(run_dir)
+
+    @property
+    def poster(self)->Path|None:
+        "The newest validation point's contact sheet."
+        pts = read_validation_index(self.run_dir, missing_ok=True).get('points', [])
+        p = validation_dir(self.run_dir)/pts[-1]['sheet'] if pts and pts[-1].get('sheet') else None
+        return p if p is not None and p.exists() else None
+
+    def _ipython_display_(self):
+        from IPython.display import Image, Markdown, display
+        reel = self.run_dir/VALIDATION_REEL
+        if not reel.exists(): return display(Markdown('*No validation entries in this request: no reel.*'))
+        if self.poster: display(Image(filename=str(self.poster)))  # embedded PNG: shows untrusted, saved, on GitHub
+        display(Markdown(f'[{VALIDATION_REEL}]({VALIDATION_REEL}) — the reel of every validation point ({reel.stat().st_size:,d} bytes, next to this record)'))
+
+def reel_preview(run_dir:str|Path)->ReelPreview:
+    "The run's validation reel as a poster image and a link (no embedded video: it plays without trusting the notebook)."
+    return ReelPreview(run_dir)
 
 @dataclass
 class RunOutputs:
@@ -143,7 +161,7 @@ def plan_jobs(requests:list[str], # request JSON paths
     if dup: raise RequestError([f"two jobs would share run directory {d}: give them different run_dir values" for d in sorted(dup)])
     return jobs
 
-# %% ../nbs/11_runner.ipynb #d0935513
+# %% ../nbs/11_runner.ipynb #adab4c8c
 @dataclass
 class JobResult:
     "How one job ended."
@@ -163,7 +181,7 @@ def _follow(th:threading.Thread, d:Path, job:Job, progress:bool):
         th.join(0.5)
         st = read_progress(d)
         if st.get('step') is not None and st['step'] > bar.n: bar.update(st['step'] - bar.n)
-        if st.get('loss') is not None: bar.set_postfix(loss=f"{st['loss']:.4f}", status=st.get('status'))
+        if st: bar.set_postfix_str(' · '.join([phase_label(st)] + ([f"loss {st['loss']:.4f}"] if st.get('loss') is not None else [])))
     bar.close()
 
 def _keep_notebook(tmp:Path, out:Path, ok:bool, was_completed:bool)->Path:
@@ -250,7 +268,7 @@ def demo_report(run_dir:str|Path)->str:
                          f"(target ≤ {t[k]:g}: {ok(f[k] <= t[k])})")
     return '\n'.join(lines)
 
-# %% ../nbs/11_runner.ipynb #ce27bc34
+# %% ../nbs/11_runner.ipynb #cd0024b7
 @dataclass
 class RunInfo:
     "One run directory in the training history."
@@ -319,6 +337,20 @@ class RunsTable:
         body = ''.join('<tr><td>' + img(r) + '</td>' + ''.join(f'<td style="text-align:left">{html.escape(c)}</td>' for c in row) + '</tr>'
                        for r, row in zip(self.runs, self.rows()))
         return f'<table><tr>{head}</tr>{body}</table>'
+
+    def open(self, run:int|str=0 # a row number, or a run directory's name
+            ):
+        "Open a row's run (`ltx_nb.viewers.open_run`)."
+        from ltx_nb.viewers import open_run
+        rows = [r for r in self.runs if Path(r.run_dir).name == run] if isinstance(run, str) else [self.runs[run]]
+        if not rows: raise LtxNbError(f"no run named {run!r} (have: {', '.join(Path(r.run_dir).name for r in self.runs)})")
+        return open_run(rows[0].run_dir)
+
+    def compare(self, rows:list|None=None # row numbers (default: every run)
+               ):
+        "Compare rows' runs (`ltx_nb.viewers.compare_runs`)."
+        from ltx_nb.viewers import compare_runs
+        return compare_runs([self.runs[k].run_dir for k in (range(len(self.runs)) if rows is None else rows)])
 
     def to_json(self)->str:
         import dataclasses

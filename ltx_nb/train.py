@@ -11,24 +11,27 @@ from dataclasses import dataclass, field
 from pathlib import Path
 import numpy as np
 from .core import (Request, RequestError, LtxNbError, TRAINING_TYPE, request_hash, latent_grid, load_request,
-                         EMBEDDED_MODEL, atomic_path, write_json)
+                         EMBEDDED_MODEL, atomic_path, write_json, report_to_names, tracker_problems)
 from .rundir import (LORA, LOSS_PLOT, DEBUG_ARCHIVE, STATUS_PREPARING, STATUS_RUNNING, STATUS_COMPLETED,
                            STATUS_FAILED, STATUS_INTERRUPTED, RUN_ENDED, RunLog, default_run_dir, read_config,
                            write_config, write_request, write_report, read_progress, completed_progress, read_metrics,
                            truncate_metrics, checkpoint_name, save_checkpoint, list_checkpoints, latest_checkpoint,
                            load_checkpoint, run_lock, raise_run_dir_error, read_request, data_digests, data_changes)
+from .rundir import (TRACKING, PHASE_CHECKING, PHASE_CACHING, PHASE_LOADING, PHASE_TRAINING, PHASE_VALIDATING,
+                           PHASE_SAVING, validation_dir)
 
 # %% auto #0
 __all__ = ['TIMESTEP_SAMPLERS', 'SIGMA_EPS', 'UNIFORM_SHARE', 'SCHEDULERS', 'SIGMA_BUCKETS', 'shift_mu', 'stretch_sigma',
            'sample_sigma', 'MaskedBatch', 'masked_batch', 'stack_batches', 'masked_loss', 'step_loss', 'step_generator',
            'item_index', 'draw_number', 'draw_item', 'step_batch', 'precision', 'make_optimizer', 'warmup_schedule',
            'peak_memory_mb', 'lora_metadata_for', 'plot_loss', 'TrainingFailed', 'TrainResult', 'TrainState',
+           'enter_phase', 'tracker_settings', 'start_tracking', 'track', 'track_image', 'track_validation',
            'check_features', 'start_run', 'check_data', 'check_run_dir', 'finished_result', 'prepare_run_dir',
            'open_run', 'prepare_data', 'validation_callbacks', 'attach_lora', 'uses_memory_knobs', 'build_model',
            'build_optimizer', 'resume', 'check_finite', 'apply_gradients', 'sigma_bucket_losses', 'log_step',
            'dropout_rng', 'micro_step', 'train_step', 'StopSignals', 'save_state', 'validate', 'start_hooks',
-           'step_hooks', 'interrupt', 'make_bar', 'run_loop', 'finish', 'record_failure', 'train', 'masked_eval_loss',
-           'learning_check', 'prebuilt_state']
+           'step_hooks', 'interrupt', 'make_bar', 'run_loop', 'finish', 'record_failure', 'loader_bars', 'train',
+           'masked_eval_loss', 'learning_check', 'prebuilt_state']
 
 # %% ../nbs/08_train.ipynb #2e73e81b
 TIMESTEP_SAMPLERS = ('shifted_logit_normal_stretched', 'shifted_logit_normal', 'uniform')
@@ -239,7 +242,7 @@ def plot_loss(run_dir:Path, out:str=LOSS_PLOT)->Path|None:
     plt.close(fig)
     return Path(run_dir)/out
 
-# %% ../nbs/08_train.ipynb #2872676c
+# %% ../nbs/08_train.ipynb #ca347d80
 class TrainingFailed(LtxNbError):
     "Training stopped (non-finite loss); the last good checkpoint is kept."
 
@@ -259,6 +262,22 @@ class TrainResult:
                  if s.get('steps_per_s') else '')
         loss = f", final loss {self.final_loss:.4f}" if self.final_loss is not None else ''
         return f"{self.status}: {self.steps} steps{loss}{speed} — {self.lora or self.run_dir}"
+
+    def __repr__(self): return f"TrainResult({self})"
+
+    def _repr_html_(self)->str:
+        "A table of the outcome, with the run's loss plot when it has one."
+        import base64, html
+        s, e = self.summary, html.escape
+        rows = [('status', self.status), ('steps', self.steps),
+                ('final loss', f'{self.final_loss:.4f}' if self.final_loss is not None else '—'),
+                *[(k.replace('_', ' '), f'{s[k]:.4g}' if isinstance(s[k], float) else s[k])
+                  for k in ('steps_per_s', 'tokens_per_s', 'peak_memory_mb', 'wall_s', 'device') if k in s],
+                ('LoRA', self.lora), ('run directory', self.run_dir)]
+        body = ''.join(f'<tr><td style="text-align:left"><b>{e(k)}</b></td><td style="text-align:left">{e(str(v))}</td></tr>' for k, v in rows)
+        png = Path(self.run_dir)/LOSS_PLOT
+        img = f'<img alt="loss" src="data:image/png;base64,{base64.b64encode(png.read_bytes()).decode()}">' if png.exists() else ''
+        return f'<div><table>{body}</table>{img}</div>'
 
 @dataclass
 class TrainState:
@@ -286,6 +305,8 @@ class TrainState:
     signals: object = None        # `StopSignals` while training
     data: dict|None = None        # {file: sha256} of every qualifying file: part of the run's identity
     empty: tuple|None = None      # (context, mask) of the empty prompt, for caption dropout
+    grad_norm: float|None = None  # the last update's gradient norm (before clipping)
+    t_checking: float|None = None # when checking the data began (its phase is recorded once the run directory is ours)
 
     @property
     def main(self)->bool: return self.acc.is_main_process
@@ -295,12 +316,54 @@ class TrainState:
     def world(self)->int: return self.acc.num_processes
 
 # %% ../nbs/08_train.ipynb #d7250fb0
+def enter_phase(st, name:str, # the `TrainState`; one of `ltx_nb.rundir.PHASES`
+                done:int|None=None, total:int|None=None, # n/N of a counted phase
+               ):
+    "Record the phase in progress.json and show it on the training bar."
+    if st.log is not None: st.log.phase(name, done, total)
+    if st.bar is not None: st.bar.set_description_str(name + (f' {done or 0}/{total}' if total else ''), refresh=False)
+
+def tracker_settings(r:Request, run_dir:Path)->dict:
+    "`Accelerator` arguments for the request's trackers ({} when it reports to none)."
+    names = report_to_names(r.report_to)
+    if not names: return {}
+    from accelerate.utils import ProjectConfiguration
+    return dict(log_with=names, project_config=ProjectConfiguration(project_dir=str(run_dir), logging_dir=str(run_dir/TRACKING)))
+
+def start_tracking(st):
+    "Start the trackers (main process) with the request's scalar parameters as the run's hyperparameters."
+    if not report_to_names(st.r.report_to): return
+    config = {k: v for k, v in st.r.to_dict().items() if isinstance(v, (bool, int, float, str))}
+    st.acc.init_trackers('ltx_nb', config=config, init_kwargs={'wandb': {'name': st.run_dir.name}})
+
+def track(st, values:dict, step:int):
+    "Log the numbers among `values` at `step` to every tracker (nothing without trackers)."
+    nums = {k: float(v) for k, v in values.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+    if st.acc.trackers and nums: st.acc.log(nums, step=step)
+
+def track_image(st, name:str, path:Path, step:int):
+    "A PNG to the trackers that take images (TensorBoard, W&B)."
+    from PIL import Image
+    img = np.asarray(Image.open(path).convert('RGB'))
+    for t in st.acc.trackers:
+        if t.name == 'tensorboard': t.log_images({name: img[None]}, step=step, dataformats='NHWC')
+        elif t.name == 'wandb': t.log_images({name: [img]}, step=step)
+
+def track_validation(st, point):
+    "A validation point's metrics (`validation/entry<k>/<metric>`) and contact sheet to the trackers."
+    if not st.acc.trackers or not isinstance(point, dict) or 'step' not in point: return
+    track(st, {f'validation/entry{k}/{key}': v for k, m in enumerate(point.get('metrics', [])) for key, v in m.items()}, point['step'])
+    sheet = validation_dir(st.run_dir)/point['sheet'] if point.get('sheet') else None
+    if sheet is not None and sheet.exists(): track_image(st, 'validation/sheet', sheet, point['step'])
+
+# %% ../nbs/08_train.ipynb #da6925d2
 def check_features(r:Request, device:str):
     "Refuse, before anything runs, the training features that cannot work on `device`."
     problems = []
     if r.compile and not device.startswith('cuda'):
         problems.append(f"compile: true needs CUDA (the device is {device!r}): torch.compile on the CPU needs a C++ "
                         "toolchain and compiles for minutes per bucket, longer than a tiny CPU run; set compile to false")
+    problems += tracker_problems(r.report_to)  # a tracker whose package is missing: its pip line, before any work
     from ltx_nb.memory import memory_settings, check_memory_settings
     problems += check_memory_settings(memory_settings(r, device), device)  # memory knobs: refused before caching loads a model
     if problems: raise RequestError(problems)
@@ -315,13 +378,14 @@ def start_run(r:Request|dict|str, # a request, its dict, or a request JSON path
     device = resolve_device(r.device)
     check_features(r, device)
     mp, gc_on = precision(r, device)
-    acc = Accelerator(mixed_precision=mp, cpu=device == 'cpu')
     run_dir = Path(run_dir or r.run_dir or default_run_dir(r)).absolute()
+    acc = Accelerator(mixed_precision=mp, cpu=device == 'cpu', **tracker_settings(r, run_dir))
     return TrainState(r, run_dir, acc, device, mp, gc_on)
 
 def check_data(st:TrainState, progress:bool=True):
     "The dataset report of the request (main process first) and the digests of its qualifying files."
     from ltx_nb.dataset import check_dataset
+    st.t_checking = time.time()
     with st.acc.main_process_first(): report = check_dataset(st.r, progress=progress and st.main)
     st.data = data_digests(report)
     return report
@@ -355,10 +419,12 @@ def open_run(st:TrainState, report):
     "Start the progress log; write the request, the config (with the data's digests) and the dataset report."
     st.log = RunLog(st.run_dir, st.r.number_of_steps, enabled=st.main)
     st.log.update(status=STATUS_PREPARING)
+    st.log.phase(PHASE_CHECKING, started=st.t_checking)
+    start_tracking(st)
     if st.main:
         write_config(st.run_dir, st.r, data_files=st.data, audio_branch='not loaded: video-only training'); write_request(st.run_dir, st.r); write_report(st.run_dir, report)
 
-# %% ../nbs/08_train.ipynb #34ffbcab
+# %% ../nbs/08_train.ipynb #d3656197
 def prepare_data(st:TrainState, report, progress:bool=True):
     "Stop on an unusable dataset, (debug archive), cache latents and text, embed validation prompts; load the items."
     from ltx_nb.dataset import write_debug_dataset
@@ -368,7 +434,8 @@ def prepare_data(st:TrainState, report, progress:bool=True):
     with acc.main_process_first():
         if main and r.debug_dataset: write_debug_dataset(report, r, st.run_dir/DEBUG_ARCHIVE, progress=progress)
         def caching(done, total, fps):  # caching progress in progress.json: n/N triplets, frames/s, ETA
-            if st.log is not None: st.log.update(caching=dict(done=done, total=total, frames_per_s=fps))
+            if st.log is not None: st.log.state.update(caching=dict(done=done, total=total, frames_per_s=fps)); enter_phase(st, PHASE_CACHING, done, total)
+        enter_phase(st, PHASE_CACHING)
         cached = cache_dataset(report, r, device=acc.device, progress=progress and main, on_item=caching if main else None)
         if r.validation:
             from ltx_nb.validation import validation_prompts
@@ -385,13 +452,14 @@ def validation_callbacks(st:TrainState, callbacks=None)->list:
     if not st.r.validation: return []
     from ltx_nb.validation import make_validation_callback
     cb = make_validation_callback(st.r, st.run_dir, is_main=st.main)
+    cb.on_entry = lambda k, n: enter_phase(st, PHASE_VALIDATING, k, n)  # validating k/N in progress.json
     def validate(step, transformer, run_dir, r):
         try: return cb(step, transformer, run_dir, r)
         except Exception as e:  # a failed validation never costs the training
             st.log.warn(f"validation at step {step} failed: {type(e).__name__}: {e}; training goes on, the LoRA is kept", step)
     return [validate]
 
-# %% ../nbs/08_train.ipynb #343a21d1
+# %% ../nbs/08_train.ipynb #482dc4fd
 def attach_lora(transformer, # the loaded base transformer; adapted in place
                 rank:int, seed:int, # LoRA rank; the seed of its initialisation
                 gradient_checkpointing:bool=False,
@@ -419,6 +487,7 @@ def build_model(st:TrainState):
     from ltx_nb.model import load_transformer, compute_dtype
     from ltx_nb.memory import apply_memory_settings
     r, knobs = st.r, uses_memory_knobs(st.r, st.device)
+    enter_phase(st, PHASE_LOADING)
     tr = load_transformer(r.model, compute_dtype(st.device, r.mixed_precision), 'cpu' if knobs else st.acc.device)
     st.transformer = apply_memory_settings(tr, r, st.device) if knobs else tr  # the CPU copy never lands whole on a small card
     st.params = attach_lora(st.transformer, r.rank, r.seed, st.gradient_checkpointing, r.lora_alpha, r.lora_dropout)
@@ -426,7 +495,7 @@ def build_model(st:TrainState):
     if r.compile:  # block by block, as diffusers' `compile_repeated_blocks`: one graph reused by every block
         for blk in st.transformer.transformer_blocks: blk.compile()
 
-# %% ../nbs/08_train.ipynb #40e61df7
+# %% ../nbs/08_train.ipynb #3cfb3d29
 def build_optimizer(st:TrainState):
     "The request's optimizer over the LoRA weights and its warm-up schedule."
     st.optimizer = make_optimizer(st.params, st.r, st.device)
@@ -441,9 +510,10 @@ def resume(st:TrainState):
     if st.main: truncate_metrics(st.run_dir, st.start or None)
     st.acc.wait_for_everyone()
     st.log.update(status=STATUS_RUNNING, step=st.start, last_checkpoint=ck.name if ck else None)
+    enter_phase(st, PHASE_TRAINING)
     for msg in skipped: st.log.warn(msg, st.start)
 
-# %% ../nbs/08_train.ipynb #736679c3
+# %% ../nbs/08_train.ipynb #8f316bad
 def check_finite(st:TrainState, loss, step:int):
     "The loss of every process; a non-finite one fails the run, keeping the last good checkpoint."
     import torch
@@ -463,7 +533,8 @@ def apply_gradients(st:TrainState):
         import torch.distributed as dist
         for p in st.params:  # the LoRA is small: no DDP wrapper needed
             if p.grad is not None: dist.all_reduce(p.grad); p.grad /= st.world
-    if st.r.max_grad_norm: torch.nn.utils.clip_grad_norm_(st.params, st.r.max_grad_norm)
+    norm = torch.nn.utils.clip_grad_norm_(st.params, st.r.max_grad_norm or float('inf'))  # inf: measured, not clipped
+    st.grad_norm = float(norm)
     st.optimizer.step(); st.scheduler.step(); st.optimizer.zero_grad(set_to_none=True)
 
 SIGMA_BUCKETS = (('low', 0.0, 1/3), ('mid', 1/3, 2/3), ('high', 2/3, 1.0))  # σ ranges of the per-σ losses
@@ -479,8 +550,10 @@ def log_step(st:TrainState, losses, tokens:int, sigmas:list, dt:float):
     st.loss = float(losses.mean())
     st.ema = dt if st.ema is None else 0.9 * st.ema + 0.1 * dt
     st.tokens_per_step = tokens * st.world  # sequence tokens of every item of every micro-step
-    st.log.metric(step=st.step, loss=st.loss, sigma=float(np.mean(sigmas)), lr=st.scheduler.get_last_lr()[0],
-                  s_per_step=dt, tokens=st.tokens_per_step, **sigma_bucket_losses(losses.cpu(), sigmas))
+    row = dict(loss=st.loss, sigma=float(np.mean(sigmas)), lr=st.scheduler.get_last_lr()[0], s_per_step=dt,
+               tokens=st.tokens_per_step, grad_norm=st.grad_norm, **sigma_bucket_losses(losses.cpu(), sigmas))
+    st.log.metric(step=st.step, **row)
+    track(st, dict(row, tokens_per_s=st.tokens_per_step / dt if dt else None), st.step)
     if st.bar is not None: st.bar.update(1); st.bar.set_postfix(loss=f'{st.loss:.4f}', s_step=f'{st.ema:.2f}')
 
 def dropout_rng(st:TrainState, step:int, micro:int):
@@ -551,7 +624,7 @@ class StopSignals:
         for name, old in self.old.items(): signal.signal(getattr(signal, name), old)
         self.old = {}
 
-# %% ../nbs/08_train.ipynb #6e700a5e
+# %% ../nbs/08_train.ipynb #d3a9b5e9
 def save_state(st:TrainState)->Path:
     "Checkpoint what the run holds now (`st.step` updates)."
     ck = save_checkpoint(st.run_dir, st.step, st.transformer, st.optimizer, st.scheduler, st.meta)
@@ -559,8 +632,11 @@ def save_state(st:TrainState)->Path:
     return ck
 
 def validate(st:TrainState, step:int):
-    "Run the validation callbacks at `step`."
-    for cb in st.callbacks: cb(step, st.transformer, st.run_dir, st.r)
+    "Run the validation callbacks at `step` (phase `validating`); their points go to the trackers."
+    if not st.callbacks: return
+    enter_phase(st, PHASE_VALIDATING, 0, len(st.r.validation) or None)
+    for cb in st.callbacks: track_validation(st, cb(step, st.transformer, st.run_dir, st.r))
+    if step < st.r.number_of_steps: enter_phase(st, PHASE_TRAINING)
 
 def start_hooks(st:TrainState):
     "Before the first update of a fresh run: a validation point at step 0, the base model (the new LoRA's B is 0)."
@@ -569,7 +645,8 @@ def start_hooks(st:TrainState):
 def step_hooks(st:TrainState):
     "After a step: checkpoint, validation, progress — each at its interval."
     r, n, total = st.r, st.step, st.r.number_of_steps
-    if st.main and r.checkpoint_interval and n % r.checkpoint_interval == 0 and n < total: save_state(st)
+    if st.main and r.checkpoint_interval and n % r.checkpoint_interval == 0 and n < total:
+        enter_phase(st, PHASE_SAVING); save_state(st); enter_phase(st, PHASE_TRAINING)
     if r.validation_interval and n % r.validation_interval == 0 and n < total: validate(st, n)
     if st.main and (n % 10 == 0 or n == total):
         st.log.update(step=n, loss=st.loss, s_per_step=st.ema, eta_s=st.ema * (total - n))
@@ -601,12 +678,13 @@ def run_loop(st:TrainState, progress:bool=True)->float:
     finally: sig.defer = False; st.bar.close()
     return time.perf_counter() - t0
 
-# %% ../nbs/08_train.ipynb #e4be65de
+# %% ../nbs/08_train.ipynb #241ae43d
 def finish(st:TrainState, wall:float)->TrainResult:
     "Save the final checkpoint and LoRA, validate, plot, and mark the run completed with its summary."
     from ltx_nb.bench import throughput  # the same counters as the benchmarks
     from ltx_nb.model import save_lora, lora_state, folded_lora_state, audio_branch_loaded
     total, trained, lora = st.r.number_of_steps, st.r.number_of_steps - st.start, None
+    enter_phase(st, PHASE_SAVING)
     if st.main:
         save_checkpoint(st.run_dir, total, st.transformer, st.optimizer, st.scheduler, st.meta)
         lora = save_lora(folded_lora_state(lora_state(st.transformer), st.r.lora_alpha, st.r.rank), st.run_dir/LORA, st.meta,
@@ -618,6 +696,7 @@ def finish(st:TrainState, wall:float)->TrainResult:
                    audio_branch_loaded=audio_branch_loaded(st.transformer))
     if st.main:
         plot_loss(st.run_dir)
+        st.log.phase(None)
         st.log.update(status=STATUS_COMPLETED, step=total, loss=st.loss, eta_s=0, summary=summary,
                       last_checkpoint=checkpoint_name(total))
     st.acc.wait_for_everyone()
@@ -632,7 +711,23 @@ def record_failure(st:TrainState, e:BaseException):
     try: st.log.update(status=STATUS_FAILED, error=f'{type(e).__name__}: {e}')
     except OSError: pass  # the run directory itself is what failed
 
-# %% ../nbs/08_train.ipynb #4edc98fe
+# %% ../nbs/08_train.ipynb #501d9912
+def loader_bars(show:bool # keep transformers' and diffusers' own bars
+               ):
+    "A context that hides the weight-loading bars (a saved job record keeps no stuck 'Loading weights: 0%' lines)."
+    import contextlib
+    from diffusers.utils import logging as dlog
+    from transformers.utils import logging as tlog
+    @contextlib.contextmanager
+    def hidden():
+        was = [(m, m.is_progress_bar_enabled()) for m in (dlog, tlog)]
+        for m, _ in was: m.disable_progress_bar()
+        try: yield
+        finally:
+            for m, on in was:
+                if on: m.enable_progress_bar()
+    return contextlib.nullcontext() if show else hidden()
+
 def train(r:Request|dict|str, # a request, its dict, or a request JSON path
           run_dir:str|Path|None=None, # overrides the request's run_dir
           progress:bool=True, # show a tqdm bar (main process)
@@ -644,7 +739,7 @@ def train(r:Request|dict|str, # a request, its dict, or a request JSON path
     report = check_data(st, progress)
     done = prepare_run_dir(st)
     if done is not None: return done
-    with run_lock(st.run_dir, enabled=st.main), StopSignals() as st.signals:
+    with run_lock(st.run_dir, enabled=st.main), StopSignals() as st.signals, loader_bars(progress):
         try:
             open_run(st, report)
             prepare_data(st, report, progress)
@@ -657,6 +752,7 @@ def train(r:Request|dict|str, # a request, its dict, or a request JSON path
             record_failure(st, e)
             raise_run_dir_error(e, st.run_dir)
             raise
+        finally: st.acc.end_training()  # trackers flush and close (a no-op without any)
 
 # %% ../nbs/08_train.ipynb #572b32c0
 def masked_eval_loss(transformer, items:list[dict], seed:int=0, sigmas=(0.3, 0.6, 0.9), mismatched:bool=False,

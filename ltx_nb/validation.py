@@ -12,7 +12,7 @@ import numpy as np
 from .core import Request, VALIDATION_KEYS, write_json
 
 # %% auto #0
-__all__ = ['validation_prompts', 'is_training_target', 'Validator', 'make_validation_callback']
+__all__ = ['validation_prompts', 'is_training_target', 'Validator', 'make_validation_callback', 'sample_checkpoint']
 
 # %% ../nbs/19_validation.ipynb #a120b795
 def validation_prompts(r:Request)->list[str]:
@@ -54,6 +54,7 @@ class Validator:
         self.fit, self.settings = ValidationFit.from_request(r), SampleSettings.from_request(r)
         self.is_main = _is_main_process() if is_main is None else is_main
         self.inputs, self.latents, self.scheduler, self._gt = {}, {}, None, ground_truth
+        self.on_entry = None  # f(k, n) as entry k of n is done (0 first): `train` puts validating k/N in progress.json
 
     def entry(self, k:int):
         "Entry `k`, fitted once (a `ValidationInput`)."
@@ -91,11 +92,18 @@ def __call__(self:Validator, step:int, transformer, run_dir:str|Path|None=None, 
     if dev.type == 'cuda': vae.enable_tiling()
     was_training = transformer.training
     transformer.eval()
-    try: results = [self._sample(k, inp, transformer, vae, (embeds[k], embeds[-1])) for k, inp in enumerate(inputs)]
+    try: results = [self._sampled(k, inp, transformer, vae, (embeds[k], embeds[-1])) for k, inp in enumerate(inputs)]
     finally:
         transformer.train(was_training)
         release(vae)
     return self._write(validation_dir(run_dir), step, inputs, results)
+
+@_method
+def _sampled(self:Validator, k:int, inp, transformer, vae, embeds:tuple)->np.ndarray:
+    "`_sample`, then tell `on_entry` that k + 1 of the entries are done."
+    out = self._sample(k, inp, transformer, vae, embeds)
+    if self.on_entry is not None: self.on_entry(k + 1, len(self.r.validation))
+    return out
 
 @_method
 def _sample(self:Validator, k:int, inp, transformer, vae, embeds:tuple)->np.ndarray:
@@ -176,3 +184,35 @@ def _write(self:Validator, root:Path, step:int, inputs:list, results:list)->dict
 def make_validation_callback(r:Request, run_dir:str|Path|None=None, is_main:bool|None=None, **kw)->Validator:
     "The `Validator` for `r`, to pass in `train(..., callbacks=[...])`."
     return Validator(r, run_dir, is_main, **kw)
+
+# %% ../nbs/19_validation.ipynb #22e61b75
+def sample_checkpoint(run_dir:str|Path, # a run directory (its request.json names the model and entries)
+                      checkpoint:str|None=None, # a checkpoint folder name (`step-000040`); None or 'final': lora.safetensors
+                      entry:int=0,              # which validation entry
+                      out:str|Path|None=None,   # also write the video here
+                      progress:bool=False,      # tqdm over the denoising steps
+                     )->np.ndarray:
+    "Validation entry `entry` of a run sampled with one of its checkpoints: uint8 (F, H, W, 3)."
+    from ltx_nb.core import RequestError
+    from ltx_nb.rundir import read_request, CHECKPOINTS, CHECKPOINT_LORA, LORA
+    from ltx_nb.model import (load_transformer, add_lora, load_lora_state, set_lora_state, load_vae, load_scheduler,
+                              resolve_device, compute_dtype)
+    from ltx_nb.latents import encode_prompts, load_tensors, release
+    run_dir, final = Path(run_dir), checkpoint in (None, 'final')
+    r = read_request(run_dir)
+    lora = run_dir/LORA if final else run_dir/CHECKPOINTS/checkpoint/CHECKPOINT_LORA
+    problems = [] if lora.is_file() else [f"checkpoint {checkpoint or 'final'}: {lora} does not exist (pick one under {run_dir/CHECKPOINTS} or 'final')"]
+    if not 0 <= entry < len(r.validation): problems.append(f"entry {entry}: the run has {len(r.validation)} validation entries")
+    if problems: raise RequestError(problems)
+    device = resolve_device(r.device); dtype = compute_dtype(device, r.mixed_precision)
+    tr = add_lora(load_transformer(r.model, dtype, device).requires_grad_(False), r.rank, None if final else r.lora_alpha)
+    set_lora_state(tr, load_lora_state(lora)); tr.eval()  # checkpoints hold the trained alpha; the final file has it folded in
+    v = Validator(r, run_dir, is_main=True, progress=progress)
+    embeds = [load_tensors(f, device) for f in encode_prompts(validation_prompts(r), r.model, device=device, text_encoder=r.text_encoder)]
+    vae, v.scheduler = load_vae(r.model, dtype, device), load_scheduler(r.model)
+    try: frames = v._sample(entry, v.entry(entry), tr, vae, (embeds[entry], embeds[-1]))
+    finally: release(vae, tr)
+    if out is not None:
+        from ltx_nb.media import write_video
+        write_video(out, frames, v.entry(entry).fps)
+    return frames

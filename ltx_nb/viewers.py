@@ -10,12 +10,13 @@ import html, io, json, threading
 from pathlib import Path
 import numpy as np
 from .core import LtxNbError, Request, load_request
-from .rundir import (RUN_ENDED, METRICS, PROGRESS, VALIDATION_INDEX, read_progress, read_metrics, validation_dir,
-                           read_validation_index)
+from .rundir import (RUN_ENDED, RUN_LIVE, METRICS, PROGRESS, VALIDATION_INDEX, read_progress, read_metrics,
+                           validation_dir, read_validation_index, progress_line, run_status)
 
 # %% auto #0
-__all__ = ['frame_bytes', 'FramePanel', 'frame_player', 'raw_triplet', 'TripletBrowser', 'read_video', 'metrics_table',
-           'ValidationViewer', 'progress_line', 'LossPlot']
+__all__ = ['LIVE_MARKER', 'frame_bytes', 'FramePanel', 'frame_player', 'view_png', 'stack_png', 'StaticView', 'raw_triplet',
+           'TripletBrowser', 'read_video', 'metrics_table', 'diff_heatmap', 'ValidationViewer', 'LossPlot',
+           'checkpoint_choices', 'config_table', 'RunView', 'open_run', 'RunComparison', 'compare_runs']
 
 # %% ../nbs/10_viewers.ipynb #67571c49
 def frame_bytes(frame:np.ndarray,   # uint8 (H, W, 3)
@@ -77,6 +78,78 @@ def _set_length(play, slider, n:int):
     play.value = slider.value = 0
     play.max = slider.max = max(n - 1, 0)
 
+# %% ../nbs/10_viewers.ipynb #e7559891
+LIVE_MARKER = ('<span class="ltx-nb-live"></span><style>.jp-OutputArea-child:has(.ltx-nb-live) + .jp-OutputArea-child'
+               '{display:none}</style>')  # the widget, when rendered, hides the static output that follows it
+
+_PLAIN_TEXT = str.maketrans({'−': '-', '×': 'x', '…': '...', '◀': '<', '▶': '>'})  # PIL's default font lacks these
+
+def view_png(rows:list, # rows of (title, uint8 (H, W, 3) frame or None)
+             height:int=160, # rows of pixels per frame
+             note:str='',    # a line of text above everything
+            )->bytes:
+    "Titled frames in rows, as one PNG: the static picture of a viewer."
+    from PIL import Image, ImageDraw
+    note = note.translate(_PLAIN_TEXT)
+    pad, th = 4, 14
+    def tile(title, f):
+        im = Image.fromarray(np.ascontiguousarray(f)) if f is not None else Image.new('RGB', (height * 16 // 9, height), (200,) * 3)
+        im = im.resize((max(1, round(im.width * height / im.height)), height), Image.BILINEAR)
+        out = Image.new('RGB', (im.width, height + th), 'white'); out.paste(im, (0, th))
+        ImageDraw.Draw(out).text((2, 1), str(title).translate(_PLAIN_TEXT), fill='black'); return out
+    lines = [[tile(t, f) for t, f in row] for row in rows if row]
+    W_ = max([sum(t.width + pad for t in ln) for ln in lines] + [300])
+    H_ = (th if note else 0) + sum(height + th + pad for _ in lines)
+    canvas = Image.new('RGB', (W_, max(H_, 1)), 'white')
+    y = 0
+    if note: ImageDraw.Draw(canvas).text((2, 1), note, fill='black'); y = th
+    for ln in lines:
+        x = 0
+        for t in ln: canvas.paste(t, (x, y)); x += t.width + pad
+        y += height + th + pad
+    buf = io.BytesIO(); canvas.save(buf, format='PNG')
+    return buf.getvalue()
+
+def stack_png(pngs:list[bytes])->bytes:
+    "PNGs stacked top to bottom on white, as one PNG."
+    from PIL import Image
+    ims = [Image.open(io.BytesIO(b)).convert('RGB') for b in pngs if b]
+    out = Image.new('RGB', (max(im.width for im in ims), sum(im.height for im in ims)), 'white')
+    y = 0
+    for im in ims: out.paste(im, (0, y)); y += im.height
+    buf = io.BytesIO(); out.save(buf, format='PNG')
+    return buf.getvalue()
+
+def _plain(h:str)->str:
+    "The text of a bit of HTML (a panel's title)."
+    import re
+    return html.unescape(re.sub('<[^>]+>', '', h))
+
+class StaticView:
+    "A viewer shown as its widget plus a PNG of its current view (`static_png`), kept up to date by `update_static`."
+    _static = _timer = None
+    _static_t = 0.0
+
+    def static_png(self)->bytes: raise NotImplementedError
+
+    def _ipython_display_(self):
+        from IPython.display import display, Image
+        display(self.widget)
+        self._static = display(Image(data=self.static_png(), format='png'), display_id=True)
+
+    def update_static(self, force:bool=True # False: at most twice a second (a trailing update catches the last view)
+                     ):
+        "Redraw the static picture (a no-op until the viewer was displayed)."
+        import time
+        if self._static is None: return
+        if not force and time.monotonic() - self._static_t < 0.5:
+            if self._timer is None or not self._timer.is_alive():
+                self._timer = threading.Timer(0.5, self.update_static); self._timer.daemon = True; self._timer.start()
+            return
+        from IPython.display import Image
+        self._static_t = time.monotonic()
+        self._static.update(Image(data=self.static_png(), format='png'))
+
 # %% ../nbs/10_viewers.ipynb #ebd332af
 def _status_html(item)->str:
     "Status, reason, caption and mask numbers of a `TripletReport`, as HTML."
@@ -109,8 +182,8 @@ def raw_triplet(item, # a `TripletReport` of any status
         except Exception: pass
     return out
 
-# %% ../nbs/10_viewers.ipynb #06e7ab53
-class TripletBrowser:
+# %% ../nbs/10_viewers.ipynb #c2f067f5
+class TripletBrowser(StaticView):
     "Pick a triplet of a dataset report; scrub or play reference | target | mask overlay in sync; see caption and status."
     def __init__(self, report, # a `DatasetReport` from `check_dataset`
                  request:Request|dict|str, # the request it was checked against (or its dict / JSON path)
@@ -125,7 +198,7 @@ class TripletBrowser:
         self.play, self.slider, bar = frame_player(self.r.number_of_frames, self.r.frame_rate)
         self.panels = [FramePanel(t, height) for t in ('reference', 'target', 'mask overlay')]
         self.info = W.HTML()
-        self.widget = W.VBox([self.picker, bar, W.HBox([p.box for p in self.panels]), self.info])
+        self.widget = W.VBox([self.picker, bar, W.HBox([p.box for p in self.panels]), self.info, W.HTML(LIVE_MARKER)])
         self.picker.observe(lambda c: self.select(c['new']), 'value')
         self.slider.observe(lambda c: self.show(c['new']), 'value')
         self.select(0)
@@ -153,12 +226,19 @@ class TripletBrowser:
             p.set(c[key], t + (raw if c[key] is not None else ': does not decode'))
         _set_length(self.play, self.slider, max(p.n for p in self.panels) or 1)
         self.info.value = _status_html(item)
+        self.update_static()
 
     def show(self, i:int):
         "Show frame `i` in every panel."
         for p in self.panels: p.show(i)
+        self.update_static(force=False)
 
-    def _repr_mimebundle_(self, **kw): return self.widget._repr_mimebundle_(**kw)
+    def static_png(self)->bytes:
+        "The three panels at the current frame, titled with the triplet."
+        i, item = self.slider.value, self.item
+        return view_png([[(f'{t} · {item.name}', p.frames[min(i, p.n - 1)] if p.n else None)
+                          for t, p in zip(('reference', 'target', 'mask overlay'), self.panels)]], self.height,
+                        f'{item.name} · {item.status} · frame {i + 1}')
 
 # %% ../nbs/10_viewers.ipynb #ffc1772c
 def read_video(path:str|Path # a video file
@@ -184,14 +264,28 @@ def metrics_table(points:list[dict], # index.json points to compare
                    + '</tr>' for k in keys)
     return f'<table><thead><tr><th></th>{head}</tr></thead><tbody>{body}</tbody></table>'
 
-# %% ../nbs/10_viewers.ipynb #60e5896b
-class ValidationViewer:
-    "Compare one validation entry at two steps: source | reference | result@A | result@B, scrubbed in sync, with metrics."
+# %% ../nbs/10_viewers.ipynb #412a1493
+def diff_heatmap(result:np.ndarray, # uint8 (T, H, W, 3)
+                 truth:np.ndarray,  # uint8 (T', H, W, 3): the ground truth
+                 full:int=96,       # a mean channel difference that shows as the hottest colour
+                )->np.ndarray:
+    "|result − truth| per pixel as a heat-map (magma): uint8 (min(T, T'), H, W, 3)."
+    from matplotlib import colormaps
+    n = min(len(result), len(truth))
+    d = np.abs(result[:n].astype(np.int16) - truth[:n].astype(np.int16)).mean(-1) / full
+    return (colormaps['magma'](np.clip(d, 0, 1))[..., :3] * 255).astype(np.uint8)
+
+# %% ../nbs/10_viewers.ipynb #e914ace1
+class ValidationViewer(StaticView):
+    """One validation entry at two steps — source (the ground truth when it is one) | reference | result A | result B |
+    difference heat-map — scrubbed in sync, a filmstrip of every validation step, metrics; refreshes while the run is live."""
     def __init__(self, run_dir:str|Path, # a run directory with `validation/index.json`
                  height:int=256,         # rows of each shown frame
+                 strip_height:int=64,    # rows of each filmstrip frame
+                 live:bool|None=None,    # follow new points; None: while the run is live
                 ):
         import ipywidgets as W
-        self.run_dir, self.height, self._video = Path(run_dir), height, {}
+        self.run_dir, self.height, self.strip_height, self._video = Path(run_dir), height, strip_height, {}
         self.index = read_validation_index(run_dir)
         if not self.index.get('points'): raise LtxNbError(f"{validation_dir(self.run_dir)/VALIDATION_INDEX}: no validation points yet")
         ents = self.index['entries']
@@ -200,15 +294,30 @@ class ValidationViewer:
         self.step_a, self.step_b = (W.Dropdown(description=d, layout=W.Layout(width='180px')) for d in ('step A', 'step B'))
         self.overlay = W.ToggleButton(value=False, description='mask overlay', icon='eye')
         self.play, self.slider, bar = frame_player(ents[0].get('frames', 1), self.index.get('fps', 24))
-        self.panels = [FramePanel(t, height) for t in ('source', 'reference', 'step A', 'step B')]
-        self.prompt, self.metrics = W.HTML(), W.HTML()
-        self.widget = W.VBox([W.HBox([self.entry, self.step_a, self.step_b, self.overlay]), bar,
-                              W.HBox([p.box for p in self.panels]), self.prompt, self.metrics])
-        self._set_steps()
-        self.entry.observe(lambda c: self.update(reset=True), 'value')
-        for w in (self.step_a, self.step_b, self.overlay): w.observe(lambda c: self.update(), 'value')
-        self.slider.observe(lambda c: self.show(c['new']), 'value')
+        self.prev, self.next = (W.Button(description=d, tooltip=t, layout=W.Layout(width='44px'))
+                                for d, t in (('◀', 'previous frame'), ('▶', 'next frame')))
+        self.fps = W.BoundedIntText(value=round(self.index.get('fps', 24)), min=1, max=60, description='fps', layout=W.Layout(width='130px'))
+        self.counter = W.HTML()
+        self.panels = [FramePanel(t, height) for t in ('source', 'reference', 'step A', 'step B', 'difference')]
+        self.strip, self.prompt, self.metrics = W.HBox(layout=W.Layout(flex_flow='row wrap')), W.HTML(), W.HTML()
+        self.widget = W.VBox([W.HBox([self.entry, self.step_a, self.step_b, self.overlay]),
+                              W.HBox([self.prev, bar, self.next, self.counter, self.fps]), W.HBox([p.box for p in self.panels]),
+                              W.HTML('<b>every validation step</b> (click one to show it as B)'), self.strip,
+                              self.prompt, self.metrics, W.HTML(LIVE_MARKER)])
+        self._quiet = False
+        self._set_steps(); self._build_strip(); self._wire()
         self.update(reset=True)
+        self._seen, self._thread, self._stop = self._signature(), None, threading.Event()
+        if live or (live is None and run_status(read_progress(self.run_dir)) in RUN_LIVE): self.live()
+
+    def _wire(self):
+        "Connect the controls."
+        self.entry.observe(lambda c: self._quiet or self.update(reset=True), 'value')
+        for w in (self.step_a, self.step_b, self.overlay): w.observe(lambda c: self._quiet or self.update(), 'value')
+        self.slider.observe(lambda c: self.show(c['new']), 'value')
+        self.prev.on_click(lambda b: setattr(self.slider, 'value', max(self.slider.min, self.slider.value - 1)))
+        self.next.on_click(lambda b: setattr(self.slider, 'value', min(self.slider.max, self.slider.value + 1)))
+        self.fps.observe(lambda c: setattr(self.play, 'interval', max(1, round(1000 / max(1, c['new'])))), 'value')
 
     @property
     def points(self)->list[dict]: return self.index['points']
@@ -217,13 +326,31 @@ class ValidationViewer:
         "Step choices from the index; keeps the chosen steps when they still exist, else first and last."
         steps = [p['step'] for p in self.points]
         a, b = self.step_a.value, self.step_b.value
-        self.step_a.options = self.step_b.options = steps
-        self.step_a.value, self.step_b.value = (a if a in steps else steps[0]), (b if b in steps else steps[-1])
+        self._quiet = True  # the dropdowns pass through other values on the way; `update` once they settle
+        try:
+            self.step_a.options = self.step_b.options = steps
+            self.step_a.value, self.step_b.value = (a if a in steps else steps[0]), (b if b in steps else steps[-1])
+        finally: self._quiet = False
+
+    def _build_strip(self):
+        "One small panel per validation step, each with a button that shows that step as B."
+        import ipywidgets as W
+        self.strip_panels, boxes = [], []
+        for pt in self.points:
+            p, b = FramePanel(f"step {pt['step']}", self.strip_height), W.Button(description=f"step {pt['step']}", layout=W.Layout(width='auto'))
+            b.on_click(lambda _, s=pt['step']: setattr(self.step_b, 'value', s))
+            self.strip_panels.append(p); boxes.append(W.VBox([p.image, b]))
+        self.strip.children = boxes
+
+    def _signature(self):
+        p = validation_dir(self.run_dir)/VALIDATION_INDEX
+        return (p.stat().st_size, p.stat().st_mtime_ns) if p.exists() else None
 
     def refresh(self):
-        "Re-read the index: points written since the viewer opened become choices."
-        self.index = read_validation_index(self.run_dir)
-        with self.widget.hold_sync(): self._set_steps()
+        "Re-read the index: points written since the viewer opened become choices and join the filmstrip."
+        self.index, self._seen = read_validation_index(self.run_dir), self._signature()
+        with self.widget.hold_sync():
+            self._set_steps(); self._build_strip(); self.update()
         return self
 
     def video(self, rel:str, overlay:bool=False)->np.ndarray|None:
@@ -231,7 +358,7 @@ class ValidationViewer:
         key = (rel, overlay)
         if key not in self._video:
             p = validation_dir(self.run_dir)/rel
-            if not p.exists(): return None
+            if not rel or not p.exists(): return None
             if overlay:
                 from ltx_nb.masks import mask_overlay
                 f = self.video(rel)
@@ -247,42 +374,75 @@ class ValidationViewer:
 
     def point(self, step:int)->dict: return next(p for p in self.points if p['step'] == step)
 
+    def result(self, pt:dict, overlay:bool=False)->np.ndarray|None:
+        "The chosen entry's result at point `pt` (None when missing)."
+        k = self.entry.value
+        return self.video(pt['videos'][k] if k < len(pt.get('videos', [])) else '', overlay)
+
     def update(self, reset:bool=False):
-        "Load the chosen entry, steps and overlay into the panels."
-        k, e, ov = self.entry.value, self.index['entries'][self.entry.value], self.overlay.value
-        pa, pb = self.point(self.step_a.value), self.point(self.step_b.value)
+        "Load the chosen entry, steps and overlay into the panels and the filmstrip."
+        e, ov = self.index['entries'][self.entry.value], self.overlay.value
+        pa, pb, truth = self.point(self.step_a.value), self.point(self.step_b.value), bool(e.get('ground_truth'))
         i = 0 if reset else self.slider.value
-        self.panels[0].set(self.video(e['source'], ov), 'source', i)
+        self.panels[0].set(self.video(e['source'], ov), 'source (ground truth)' if truth else 'source', i)
         self.panels[1].set(self.video(e['reference']), 'reference', i)
         for p, pt, ab in ((self.panels[2], pa, 'A'), (self.panels[3], pb, 'B')):
-            rel = pt['videos'][k] if k < len(pt['videos']) else ''
-            f = self.video(rel, ov) if rel else None
-            p.set(f, f"step {pt['step']} ({ab})" + ('' if f is not None else ': missing'), i)
+            f = self.result(pt, ov)
+            p.set(f, f"result · step {pt['step']} ({ab})" + ('' if f is not None else ': missing'), i)
+        rb, src = self.result(pb), self.video(e['source'])
+        self.panels[4].set(diff_heatmap(rb, src) if truth and rb is not None and src is not None else None,
+                           f"|B − ground truth| · step {pb['step']}", i)
+        self.panels[4].box.layout.display = None if truth else 'none'  # no truth, no difference to show
+        for p, pt in zip(self.strip_panels, self.points): p.set(self.result(pt), '', i)
         if reset: _set_length(self.play, self.slider, max(p.n for p in self.panels) or 1)
         self.prompt.value = f"<div><b>prompt</b>: {html.escape(e.get('prompt', ''))}</div>"
-        self.metrics.value = metrics_table([pa, pb], k)
+        self.metrics.value = metrics_table([pa, pb], self.entry.value)
+        self._count(); self.update_static()
+
+    def _count(self):
+        self.counter.value = f'frame {self.slider.value + 1}/{self.slider.max + 1}'
 
     def show(self, i:int):
-        "Show frame `i` in every panel."
-        for p in self.panels: p.show(i)
+        "Show frame `i` in every panel and the filmstrip."
+        for p in self.panels + self.strip_panels: p.show(i)
+        self._count(); self.update_static(force=False)
 
-    def _repr_mimebundle_(self, **kw): return self.widget._repr_mimebundle_(**kw)
+    def static_png(self)->bytes:
+        "The panels and the filmstrip at the current frame."
+        i, e = self.slider.value, self.index['entries'][self.entry.value]
+        at = lambda p: p.frames[min(i, p.n - 1)] if p.n else None
+        shown = [p for p in self.panels if p.box.layout.display != 'none']
+        note = f"entry {e['entry']}: {e.get('prompt', '')} · frame {i + 1}/{self.slider.max + 1}"
+        return stack_png([view_png([[(_plain(p.label.value), at(p)) for p in shown]], self.height, note),
+                          view_png([[(f"step {pt['step']}", at(p)) for p, pt in zip(self.strip_panels, self.points)]],
+                                   self.strip_height, 'every validation step')])
 
-# %% ../nbs/10_viewers.ipynb #e914ace1
-def progress_line(p:dict # `read_progress`
-                 )->str:
-    "status · step/total · loss · s/step · ETA, from a progress dict."
-    if not p: return 'no progress.json yet'
-    parts = [str(p.get('status', '?')), f"step {p.get('step', 0)}/{p.get('total', '?')}"]
-    if p.get('loss') is not None: parts.append(f"loss {p['loss']:.4g}")
-    if p.get('s_per_step'): parts.append(f"{p['s_per_step']:.2f} s/step")
-    if p.get('eta_s') and p.get('status') not in RUN_ENDED: parts.append(f"ETA {p['eta_s']:.0f} s")
-    if p.get('error'): parts.append(str(p['error']))
-    return ' · '.join(parts)
+    def live(self, interval:float=2.0 # seconds between looks at index.json
+            ):
+        "Refresh when new points are written, until the run ends (or `stop()`)."
+        self.stop(); self._stop = threading.Event()
+        def follow():
+            while not self._stop.wait(interval):
+                try:
+                    if self._signature() != self._seen: self.refresh()
+                except Exception: continue  # caught mid-write: next time
+                if run_status(read_progress(self.run_dir)) not in RUN_LIVE: break
+        self._thread = threading.Thread(target=follow, name='ValidationViewer.live', daemon=True); self._thread.start()
+        return self
 
-# %% ../nbs/10_viewers.ipynb #7af2e3ce
-class LossPlot:
-    "Loss (and validation metrics) of a run from `metrics.jsonl`; `refresh()` re-reads, `live()` follows a training run."
+    @property
+    def following(self)->bool: return self._thread is not None and self._thread.is_alive()
+
+    def stop(self):
+        "Stop following."
+        self._stop.set()
+        if self._thread is not None: self._thread.join(timeout=10)
+        return self
+
+# %% ../nbs/10_viewers.ipynb #0d627ec9
+class LossPlot(StaticView):
+    "Loss (coloured by σ, with the learning rate) and validation metrics of a run; `refresh()` re-reads, `live()` follows it."
+    _ipython_display_ = None  # shown plainly it is its PNG; `live()` shows the widget and the static picture
     def __init__(self, run_dir:str|Path, # a run directory
                  figsize=(8, 3.2),       # inches
                  dpi:int=90,
@@ -306,11 +466,14 @@ class LossPlot:
         train = [m for m in self.rows if m.get('kind', 'train') != 'validation' and m.get('loss') is not None]
         self.steps = np.array([m['step'] for m in train], dtype=float)
         self.loss = np.array([m['loss'] for m in train], dtype=float)
+        self.sigma = np.array([m.get('sigma', np.nan) for m in train], dtype=float)
+        self.lr = np.array([m.get('lr', np.nan) for m in train], dtype=float)
         self.validation = [m for m in self.rows if m.get('kind') == 'validation']
         self.png = self._draw()
         if self._widget is not None:
             self._widget.children[0].value = self.png
             self._widget.children[1].value = html.escape(progress_line(self.progress))
+        self.update_static(force=False)
         return self
 
     @property
@@ -324,15 +487,25 @@ class LossPlot:
         axs = fig.subplots(1, 2 if val else 1, squeeze=False)[0]
         ax = axs[0]
         if len(self.loss):
-            k = max(1, len(self.loss) // 20)
-            ax.plot(self.steps, self.loss, lw=0.7, alpha=0.4 if k > 1 else 1, label='loss')
-            if k > 1: ax.plot(self.steps[k-1:], np.convolve(self.loss, np.ones(k) / k, 'valid'), lw=1.5, label=f'mean of {k}')
-            ax.legend(loc='upper right', fontsize=8)
+            self._draw_loss(fig, ax)
         else: ax.text(0.5, 0.5, 'no loss yet', ha='center', va='center', transform=ax.transAxes)
         ax.set_xlabel('step'); ax.set_ylabel('masked velocity MSE')
         ax.set_title(progress_line(self.progress), fontsize=9)
         if val: self._draw_validation(axs[1], val)
         return fig
+
+    def _draw_loss(self, fig, ax):
+        "Each step's loss as a dot coloured by its σ, a moving average, and the learning rate on the right axis."
+        k = max(1, len(self.loss) // 20)
+        if np.isfinite(self.sigma).any():
+            sc = ax.scatter(self.steps, self.loss, c=self.sigma, cmap='viridis', vmin=0, vmax=1, s=5, alpha=0.7, label='loss')
+            fig.colorbar(sc, ax=ax, label='σ', pad=0.08)
+        else: ax.plot(self.steps, self.loss, lw=0.7, alpha=0.4 if k > 1 else 1, label='loss')
+        if k > 1: ax.plot(self.steps[k-1:], np.convolve(self.loss, np.ones(k) / k, 'valid'), lw=1.5, color='C3', label=f'mean of {k}')
+        ax.legend(loc='upper right', fontsize=8)
+        if np.isfinite(self.lr).any():
+            a2 = ax.twinx(); a2.plot(self.steps, self.lr, color='0.5', lw=1, ls=':'); a2.set_ylabel('learning rate', fontsize=8)
+            a2.tick_params(labelsize=7); a2.set_ylim(0, np.nanmax(self.lr) * 1.1 or 1)
 
     def _draw_validation(self, ax, val:list[dict]):
         "PSNR per entry (left axis) and SSIM (right), region solid and seam dashed; else the kept-region error."
@@ -358,13 +531,15 @@ class LossPlot:
         return buf.getvalue()
 
     def _repr_png_(self)->bytes: return self.png
+    def static_png(self)->bytes: return self.png
 
     @property
     def widget(self):
         "An `ipywidgets` Image of the plot and a progress line, updated by `refresh()`."
         if self._widget is None:
             import ipywidgets as W
-            self._widget = W.VBox([W.Image(value=self.png, format='png'), W.HTML(html.escape(progress_line(self.progress)))])
+            self._widget = W.VBox([W.Image(value=self.png, format='png'), W.HTML(html.escape(progress_line(self.progress))),
+                                   W.HTML(LIVE_MARKER)])
         return self._widget
 
     def live(self, interval:float=2.0, # seconds between re-reads
@@ -374,9 +549,7 @@ class LossPlot:
         self.stop()
         w = self.widget
         self.refresh()
-        if display:
-            from IPython.display import display as show
-            show(w)
+        if display: StaticView._ipython_display_(self)  # the widget, then its static picture
         if self.status in RUN_ENDED: return self
         self._stop = threading.Event()
         def follow():
@@ -396,3 +569,167 @@ class LossPlot:
         self._stop.set()
         if self._thread is not None: self._thread.join(timeout=10)
         return self
+
+# %% ../nbs/10_viewers.ipynb #97a85851
+def checkpoint_choices(run_dir:str|Path)->list[str]:
+    "The checkpoints of a run a sample can be drawn from, newest first: 'final' (lora.safetensors) and `step-…` folders."
+    from ltx_nb.rundir import LORA, list_checkpoints
+    return (['final'] if (Path(run_dir)/LORA).is_file() else []) + [c.name for c in reversed(list_checkpoints(run_dir))]
+
+def config_table(cfg:dict # `read_config`
+                )->str:
+    "The run's config as an HTML table: the top-level facts, then every parameter."
+    flat = {**{k: v for k, v in cfg.items() if k not in ('parameters', 'data_files')}, **cfg.get('parameters', {})}
+    rows = ''.join(f'<tr><td style="text-align:left">{html.escape(k)}</td><td style="text-align:left">{html.escape(json.dumps(v)[:200])}</td></tr>'
+                   for k, v in flat.items())
+    return f'<table>{rows}</table>'
+
+# %% ../nbs/10_viewers.ipynb #571e0091
+class RunView(StaticView):
+    "A run on one screen: progress and phase, live loss (σ, lr), validation viewer, checkpoint sampler, config."
+    def __init__(self, run_dir:str|Path, # a run directory
+                 height:int=160,          # rows of each shown frame
+                 live:bool|None=None,     # follow the run; None: while it is live
+                ):
+        import ipywidgets as W
+        from ltx_nb.rundir import read_config
+        self.run_dir, self.height = Path(run_dir), height
+        self.header, self.loss = W.HTML(), LossPlot(run_dir)
+        self.viewer = ValidationViewer(run_dir, height, live=False) if read_validation_index(run_dir, missing_ok=True).get('points') else None
+        entries = (read_validation_index(run_dir, missing_ok=True).get('entries') or [])
+        self.checkpoint = W.Dropdown(options=checkpoint_choices(run_dir), description='checkpoint')
+        self.sample_entry = W.Dropdown(options=[(f"{e['entry']}: {e.get('name', '')}", e['entry']) for e in entries], description='entry')
+        self.sample_button, self.sample_note = W.Button(description='sample', icon='play', button_style='primary'), W.HTML()
+        self.sampled = FramePanel('sampled: nothing yet', height)
+        self.s_play, self.s_slider, s_bar = frame_player(1, read_validation_index(run_dir, missing_ok=True).get('fps', 24))
+        self.s_slider.observe(lambda c: self.sampled.show(c['new']), 'value')
+        self.sample_button.on_click(lambda b: self.sample())
+        self.config = W.HTML(config_table(read_config(run_dir)))
+        h = lambda t: W.HTML(f'<h4 style="margin:8px 0 2px">{t}</h4>')
+        self.widget = W.VBox([self.header, h('loss'), self.loss.widget, h('validation'),
+                              self.viewer.widget if self.viewer else W.HTML('<i>no validation points yet</i>'),
+                              h('checkpoints'), W.HBox([self.checkpoint, self.sample_entry, self.sample_button]),
+                              self.sample_note, s_bar, self.sampled.box,
+                              W.Accordion([self.config], titles=('config',)), W.HTML(LIVE_MARKER)])
+        self.refresh()
+        self._thread, self._stop = None, threading.Event()
+        if live or (live is None and run_status(read_progress(self.run_dir)) in RUN_LIVE): self.live()
+
+    def refresh(self):
+        "Re-read progress, loss, validation points and checkpoints."
+        p = read_progress(self.run_dir)
+        self.header.value = (f'<b>{html.escape(self.run_dir.name)}</b> · {html.escape(progress_line(p))}'
+                             + ''.join(f'<div style="color:#9a6700">{html.escape(w)}</div>' for w in p.get('warnings', [])))
+        self.loss.refresh(force=False)
+        if self.viewer is not None and self.viewer._signature() != self.viewer._seen: self.viewer.refresh()
+        ch = checkpoint_choices(self.run_dir)
+        if list(self.checkpoint.options) != ch:
+            keep = self.checkpoint.value
+            self.checkpoint.options = ch
+            if keep in ch: self.checkpoint.value = keep
+        self.update_static()
+        return self
+
+    def sample(self)->np.ndarray|None:
+        "Sample the chosen checkpoint on the chosen entry and show it."
+        from ltx_nb.validation import sample_checkpoint
+        ck, k = self.checkpoint.value, self.sample_entry.value
+        if ck is None or k is None: self.sample_note.value = '<i>nothing to sample: no checkpoint or no validation entry</i>'; return None
+        self.sample_note.value = f'sampling {html.escape(ck)} on entry {k} …'
+        try: frames = sample_checkpoint(self.run_dir, ck, k)
+        except Exception as e:
+            self.sample_note.value = f'<span style="color:#cf222e">{html.escape(f"{type(e).__name__}: {e}")}</span>'; return None
+        self.sampled.set(frames, f'sampled: {ck} · entry {k}')
+        _set_length(self.s_play, self.s_slider, len(frames))
+        self.sample_note.value = f'{html.escape(ck)} on entry {k}: {len(frames)} frames {frames.shape[2]}×{frames.shape[1]}'
+        self.update_static()
+        return frames
+
+    def static_png(self)->bytes:
+        "Progress, loss, the validation view and the last sample, stacked."
+        parts = [view_png([], note=_plain(self.header.value)), self.loss.png]
+        if self.viewer is not None: parts.append(self.viewer.static_png())
+        if self.sampled.n: parts.append(view_png([[(_plain(self.sampled.label.value), self.sampled.frames[min(self.s_slider.value, self.sampled.n - 1)])]], self.height))
+        return stack_png(parts)
+
+    def live(self, interval:float=2.0 # seconds between looks at the run
+            ):
+        "Refresh every `interval` s until the run ends (or `stop()`)."
+        self.stop(); self._stop = threading.Event()
+        def follow():
+            while not self._stop.wait(interval):
+                try: self.refresh()
+                except Exception: continue
+                if run_status(read_progress(self.run_dir)) not in RUN_LIVE: break
+        self._thread = threading.Thread(target=follow, name='RunView.live', daemon=True); self._thread.start()
+        return self
+
+    @property
+    def following(self)->bool: return self._thread is not None and self._thread.is_alive()
+
+    def stop(self):
+        "Stop following."
+        self._stop.set()
+        if self._thread is not None: self._thread.join(timeout=10)
+        return self
+
+def open_run(run_dir:str|Path, # a run directory
+             height:int=160,   # rows of each shown frame
+            )->RunView:
+    "Open a run: progress with phases, live loss (σ, lr), validation viewer, checkpoint sampler and config."
+    if not (Path(run_dir)/PROGRESS).exists(): raise LtxNbError(f"{run_dir}: not a run directory (no {PROGRESS})")
+    return RunView(run_dir, height)
+
+# %% ../nbs/10_viewers.ipynb #5b23ffd8
+class RunComparison:
+    "Several runs' losses and validation metrics overlaid, and the parameters that differ between them."
+    def __init__(self, dirs:list, # run directories
+                 figsize=(9, 3.2), dpi:int=90):
+        from ltx_nb.rundir import read_config
+        self.dirs, self.figsize, self.dpi = [Path(d) for d in dirs], figsize, dpi
+        if not self.dirs: raise LtxNbError('compare_runs: give at least one run directory')
+        self.plots = [LossPlot(d) for d in self.dirs]
+        params = [read_config(d).get('parameters', {}) for d in self.dirs]
+        keys = sorted({k for p in params for k in p} - {'run_dir'})
+        self.differ = {k: [p.get(k) for p in params] for k in keys if len({json.dumps(p.get(k), sort_keys=True) for p in params}) > 1}
+
+    @property
+    def names(self)->list[str]: return [d.name for d in self.dirs]
+
+    def figure(self):
+        "Loss (moving average) per run, and the first validation metric every run has, per entry."
+        from matplotlib.figure import Figure
+        fig = Figure(figsize=self.figsize, dpi=self.dpi, layout='constrained')
+        a, b = fig.subplots(1, 2)
+        for c, (n, lp) in enumerate(zip(self.names, self.plots)):
+            k = max(1, len(lp.loss) // 20)
+            if len(lp.loss) >= k: a.plot(lp.steps[k-1:], np.convolve(lp.loss, np.ones(k) / k, 'valid'), color=f'C{c}', label=n)
+        a.set_xlabel('step'); a.set_ylabel('loss (moving average)'); a.legend(fontsize=7); a.set_title('loss', fontsize=9)
+        key = next((k for k in ('psnr_region', 'ssim_region', 'kept_max_error')
+                    if any(m.get(k) is not None for lp in self.plots for m in lp.validation)), None)
+        for c, (n, lp) in enumerate(zip(self.names, self.plots)):
+            for e in sorted({m.get('entry', 0) for m in lp.validation}):
+                pts = [(m['step'], m[key]) for m in lp.validation if m.get('entry', 0) == e and m.get(key) is not None]
+                if pts: b.plot(*zip(*pts), marker='o', color=f'C{c}', ls='-' if e == 0 else '--', label=f'{n} · entry {e}')
+        b.set_xlabel('step'); b.set_title(f'validation: {key}' if key else 'no validation points', fontsize=9)
+        if key: b.legend(fontsize=7)
+        return fig
+
+    def _repr_png_(self)->bytes:
+        buf = io.BytesIO(); self.figure().savefig(buf, format='png'); return buf.getvalue()
+
+    def table(self)->str:
+        "The parameters that differ, one row each, one column per run, as HTML."
+        head = ''.join(f'<th>{html.escape(n)}</th>' for n in self.names)
+        body = ''.join(f'<tr><td style="text-align:left">{html.escape(k)}</td>' + ''.join(f'<td>{_fmt(v)}</td>' for v in vs) + '</tr>'
+                       for k, vs in self.differ.items())
+        return f'<table><thead><tr><th>parameter</th>{head}</tr></thead><tbody>{body}</tbody></table>'
+
+    def _repr_html_(self)->str:
+        import base64
+        return f'<div>{self.table()}<img alt="runs compared" src="data:image/png;base64,{base64.b64encode(self._repr_png_()).decode()}"></div>'
+
+def compare_runs(dirs:list # run directories (a sweep)
+                )->RunComparison:
+    "Overlay the runs' loss and validation metrics, with a table of the parameters that differ."
+    return RunComparison(dirs)

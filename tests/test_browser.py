@@ -104,3 +104,63 @@ def test_validation_viewer_in_chromium(sync_api, lab, tmp_path, validated_run):
             try: page.screenshot(path=str(tmp_path/'last.png'))
             except Exception: pass
             ctx.close()
+
+def _open_notebook(page, url, token, name):
+    "Open `name` in Lab, accept a kernel dialog should one come, wait until it is idle."
+    page.goto(f'{url}/lab/tree/{name}?token={token}')
+    page.locator('.jp-Notebook .jp-Cell').first.wait_for()
+    page.wait_for_function("() => document.querySelector('.jp-Dialog') ||"
+                           " document.body.innerText.includes('Python 3 (ipykernel) | Idle')")
+    select = page.locator('.jp-Dialog .jp-mod-accept')
+    if select.count(): select.click()
+
+@pytest.mark.timeout(420)  # the session's validated_run may be trained inside it
+def test_open_run_in_chromium_and_its_saved_pictures(sync_api, lab, tmp_path, validated_run):
+    "open_run: filmstrip, checkpoint picker, sample; saved and reopened without the kernel's widgets, the PNGs show."
+    import shutil
+    url, token, root = lab
+    shutil.copytree(validated_run, root/'run')
+    _notebook(root/'run.ipynb', 'from ltx_nb.viewers import open_run\nopen_run("run", height=96)')
+    with sync_api.sync_playwright() as p:
+        ctx = p.chromium.launch_persistent_context(str(tmp_path/'chromium-profile'), executable_path=str(CHROMIUM),
+                                                   headless=True, args=FLAGS, viewport=dict(width=1400, height=1000))
+        try:
+            page = ctx.pages[0] if ctx.pages else ctx.new_page()
+            page.set_default_timeout(90_000)
+            _open_notebook(page, url, token, 'run.ipynb')
+            page.locator('.lm-MenuBar-itemLabel', has_text='Run').first.click()
+            page.locator('.lm-Menu-itemLabel', has_text='Run All Cells').first.click()
+            out = page.locator('.jp-OutputArea')
+            out.locator('button.jupyter-button', has_text='step 50').first.click()        # the filmstrip's step 50 → B
+            out.get_by_text('result · step 50 (B)').wait_for()
+            assert out.locator('.jp-OutputArea-child:has(.ltx-nb-live) + .jp-OutputArea-child').is_hidden()  # live: no copy
+            out.locator('.widget-dropdown', has_text='checkpoint').locator('select').select_option('step-000050')
+            out.locator('button.jupyter-button', has_text='sample').click()
+            out.get_by_text('step-000050 on entry 0').wait_for()
+            out.get_by_text('sampled: step-000050 · entry 0').wait_for()
+            page.wait_for_timeout(1000)                                                   # the static picture's last update
+            page.screenshot(path=str(tmp_path/'open_run.png'))
+            page.locator('.jp-Notebook').click(); page.keyboard.press('Control+s')
+            for _ in range(100):
+                nb = json.loads((root/'run.ipynb').read_text())
+                pngs = [o for c in nb['cells'] for o in c.get('outputs', []) if 'image/png' in o.get('data', {})]
+                if pngs: break
+                time.sleep(0.2)
+            assert pngs, 'the saved notebook holds no static picture'
+            shutil.copy(root/'run.ipynb', root/'saved.ipynb')
+            ctx.close()
+            for k in json.load(urllib.request.urlopen(f'{url}/api/kernels?token={token}')):     # no kernel keeps the models
+                urllib.request.urlopen(urllib.request.Request(f"{url}/api/kernels/{k['id']}?token={token}", method='DELETE'))
+            ctx = p.chromium.launch_persistent_context(str(tmp_path/'chromium-profile-2'), executable_path=str(CHROMIUM),
+                                                       headless=True, args=FLAGS, viewport=dict(width=1400, height=1000))
+            page = ctx.pages[0] if ctx.pages else ctx.new_page()
+            page.set_default_timeout(90_000)
+            _open_notebook(page, url, token, 'saved.ipynb')
+            page.locator('.jp-Notebook :text("Error displaying widget: model not found"):visible').first.wait_for()  # as seen
+            page.wait_for_function("() => [...document.querySelectorAll('.jp-OutputArea .jp-RenderedImage img')]"
+                                   ".some(i => i.offsetParent && i.complete && i.naturalWidth > 200)")  # ... and the picture
+            page.screenshot(path=str(tmp_path/'saved.png'))
+        finally:
+            try: page.screenshot(path=str(tmp_path/'last.png'))
+            except Exception: pass
+            ctx.close()
