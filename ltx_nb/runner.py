@@ -268,7 +268,7 @@ def demo_report(run_dir:str|Path)->str:
                          f"(target ≤ {t[k]:g}: {ok(f[k] <= t[k])})")
     return '\n'.join(lines)
 
-# %% ../nbs/11_runner.ipynb #cd0024b7
+# %% ../nbs/11_runner.ipynb #effc24cc
 @dataclass
 class RunInfo:
     "One run directory in the training history."
