@@ -8,7 +8,7 @@ pytest.importorskip('tensorboard')
 
 @pytest.fixture(scope='module')
 def tracked_run(triplets, tmp_path_factory):
-    "A 100-step tiny run reporting to TensorBoard, one validation entry at steps 50 and 100; progress seen mid-validation."
+    "A 100-step tiny run reporting to TensorBoard, one validation entry at steps 0 (the base), 50 and 100; progress seen mid-validation."
     from ltx_nb.synth import triplet_files
     from ltx_nb.train import train
     from ltx_nb import validation
@@ -42,12 +42,12 @@ def test_tensorboard_holds_the_runs_scalars_and_sheets(tracked_run):
     assert [e.step for e in loss] == [m['step'] for m in rows] == list(range(1, 101))
     assert all(abs(e.value - m['loss']) <= 1e-6 * max(1, abs(m['loss'])) for e, m in zip(loss, rows))
     assert all(m['grad_norm'] > 0 for m in rows)
-    assert [e.step for e in ea.Scalars('validation/entry0/kept_max_error')] == [50, 100]
-    assert [e.step for e in ea.Images('validation/sheet')] == [50, 100]
+    assert [e.step for e in ea.Scalars('validation/entry0/kept_max_error')] == [0, 50, 100]
+    assert [e.step for e in ea.Images('validation/sheet')] == [0, 50, 100]
 
 def test_progress_names_the_phases(tracked_run):
     res, seen = tracked_run
-    assert [p['phase']['name'] for p in seen] == ['validating', 'validating']
+    assert [p['phase']['name'] for p in seen] == ['validating'] * 3  # steps 0, 50, 100
     assert all(progress_line(p).startswith('validating 0/1 · step ') for p in seen), [progress_line(p) for p in seen]
     p = read_progress(res.run_dir)
     names = [q['name'] for q in p['phases']]
