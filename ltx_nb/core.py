@@ -298,6 +298,8 @@ class Request:
     compile: bool = _p(False, 'torch.compile the transformer blocks (CUDA only; refused on the CPU)', kind=bool, seed=False)
     lora_alpha: int = _p(None, 'LoRA alpha (default: rank); alpha/rank is folded into lora_B when the file is written', lo=1, hi=1024, kind=int, seed=False)
     lora_dropout: float = _p(0.0, 'dropout on the LoRA branch input while training', lo=0.0, hi=0.9, kind=float, seed=False)
+    # --- several processes (issue 15): how `accelerate launch`'s processes share a run; not part of its identity ---
+    distributed: str = _p('auto', "several processes: ddp (accelerate's DistributedDataParallel), fsdp (accelerate's FSDP2 shards the frozen base, the LoRA stays whole), allreduce (our own gradient all-reduce); auto: fsdp when launched with an FSDP accelerate config, else ddp", choices=('auto', 'ddp', 'fsdp', 'allreduce'), kind=str, seed=False)
 
     def to_dict(self)->dict:
         "Every parameter, JSON-ready."
@@ -463,7 +465,7 @@ def parse_request(params:dict, # the request as a dict (e.g. parsed JSON)
     if problems: raise RequestError(problems)
     return r
 
-# %% ../nbs/00_core.ipynb #4d1f1d3f
+# %% ../nbs/00_core.ipynb #ffc54601
 def load_request(src:str|Path|dict, # a request JSON file, or the request itself
                  overrides:dict|None=None, # values that replace those in the file
                  check_paths:bool=False, # also require local media paths to exist
@@ -488,6 +490,6 @@ FEATURE_FIELDS = ('batch_size', 'gradient_accumulation_steps', 'lr_scheduler', '
 
 def request_hash(r:Request, n:int=10)->str:
     "A short hash of everything that changes what a run computes (not where it runs)."
-    d = {k: v for k, v in r.to_dict().items() if k not in ('run_dir', 'device', 'validation_interval', 'checkpoint_interval', 'num_workers')}
+    d = {k: v for k, v in r.to_dict().items() if k not in ('run_dir', 'device', 'validation_interval', 'checkpoint_interval', 'num_workers', 'distributed')}
     d = {k: v for k, v in d.items() if not (k in FEATURE_FIELDS and v == _field_rules()[k].default)}  # older runs keep their hash
     return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:n]
