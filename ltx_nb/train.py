@@ -424,7 +424,7 @@ def validation_callbacks(st:TrainState, callbacks=None)->list:
             st.log.warn(f"validation at step {step} failed: {type(e).__name__}: {e}; training goes on, the LoRA is kept", step)
     return [validate]
 
-# %% ../nbs/08_train.ipynb #343a21d1
+# %% ../nbs/08_train.ipynb #7ec33980
 def attach_lora(transformer, # the loaded base transformer; adapted in place
                 rank:int, seed:int, # LoRA rank; the seed of its initialisation
                 gradient_checkpointing:bool=False,
@@ -451,8 +451,8 @@ def build_model(st:TrainState):
     "Load the (video-only) base transformer of the request, stored and placed by its memory knobs, and attach its LoRA."
     from ltx_nb.model import load_transformer, compute_dtype
     from ltx_nb.memory import apply_memory_settings
-    r, knobs = st.r, uses_memory_knobs(st.r, st.device)
-    tr = load_transformer(r.model, compute_dtype(st.device, r.mixed_precision), 'cpu' if knobs else st.acc.device)
+    r, knobs = st.r, uses_memory_knobs(st.r, st.device) and st.mode != 'fsdp'  # FSDP places the shards itself
+    tr = load_transformer(r.model, compute_dtype(st.device, r.mixed_precision), 'cpu' if knobs or st.mode == 'fsdp' else st.acc.device)
     st.transformer = apply_memory_settings(tr, r, st.device) if knobs else tr  # the CPU copy never lands whole on a small card
     st.params = attach_lora(st.transformer, r.rank, r.seed, st.gradient_checkpointing, r.lora_alpha, r.lora_dropout)
     st.meta = lora_metadata_for(r)
