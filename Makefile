@@ -35,8 +35,11 @@ check-nbs: export
 nbtest: setup
 	$(BIN)/nbdev-test --n-workers 2
 
+# Two workers, one test file each at a time (a file's tests keep their order and module fixtures): most tests run
+# one torch thread, so a second worker uses the second core. `make pytest PYTEST_WORKERS=0` runs them in-process.
+PYTEST_WORKERS ?= 2
 pytest: setup
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q $(if $(filter 0,$(PYTEST_WORKERS)),,-n $(PYTEST_WORKERS) --dist loadfile)
 
 # tests/test_browser.py drives Debian's chromium (Playwright's own browser downloads are not used); install it once.
 browser:
