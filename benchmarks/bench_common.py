@@ -80,15 +80,10 @@ def bench_state(tr, # a transformer from `build_transformer` (gets train's LoRA)
                 gradient_checkpointing:bool=False):
     "`train`'s `TrainState` for a prebuilt transformer: its stages attach the LoRA and build optimizer and schedule."
     from ltx_nb.core import Request
-    from ltx_nb.rundir import RunLog
-    from ltx_nb.train import start_run, attach_lora, build_optimizer, make_bar
+    from ltx_nb.train import prebuilt_state, make_bar
     r = Request(training_data_url='.', learning_rate=lr, seed=seed, frame_rate=fps, number_of_steps=total, rank=rank,
                 device=device, checkpoint_interval=0, validation_interval=0)
-    st = start_run(r, run_dir)
-    st.run_dir.mkdir(parents=True, exist_ok=True)
-    st.transformer, st.params = tr, attach_lora(tr, rank, seed, gradient_checkpointing)
-    build_optimizer(st)
-    st.log = RunLog(st.run_dir, total)
+    st = prebuilt_state(tr, r, run_dir, gradient_checkpointing=gradient_checkpointing)
     st.bar = make_bar(st, file=io.StringIO())  # formatted, not shown
     return st
 

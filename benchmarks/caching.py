@@ -69,10 +69,11 @@ def load_all(items, r, workers:int)->int:
 
 
 def encode_all(clips:list, r)->int:
-    "Encode only: the VAE loaded, then target and reference of every triplet encoded (no decoding)."
-    from ltx_nb.model import load_vae, encode_video
+    "Encode only: the VAE loaded, then target and reference of every triplet encoded as caching does (`encode_clip`: tiled above `TILE_ABOVE`)."
+    from ltx_nb.model import load_vae
+    from ltx_nb.latents import encode_clip
     vae = load_vae(r.model, None, 'cpu')
-    for d in clips: encode_video(vae, d['target']); encode_video(vae, d['reference'])
+    for d in clips: encode_clip(vae, d['target']); encode_clip(vae, d['reference'])
     return sum(len(d['target']) for d in clips)
 
 
@@ -82,6 +83,33 @@ def cache_all(report, r, workers:int, text:Path)->int:
     with tempfile.TemporaryDirectory() as d:
         shutil.copytree(text, Path(d)/'text')
         return len(cache_dataset(report, r, Path(d), progress=False, num_workers=workers)) * r.number_of_frames
+
+
+def cpu_seconds()->float:
+    "User + system CPU seconds of this process and of its finished children (the loader's workers, once joined)."
+    t = os.times()
+    return t.user + t.system + t.children_user + t.children_system
+
+
+def timed_cpu(fns:dict)->tuple[dict, dict]:
+    "Each callable wrapped to add the CPU seconds it spent (all processes) to a list of its own."
+    cpu = {k: [] for k in fns}
+    def wrap(k, f):
+        def g():
+            c0 = cpu_seconds(); out = f(); cpu[k].append(cpu_seconds() - c0); return out
+        return g
+    return {k: wrap(k, f) for k, f in fns.items()}, cpu
+
+
+def profile_caching(report, r, workers:int, text:Path, top:int=14)->str:
+    "cProfile of one `cache_dataset` pass in the main process: where its wall time goes (encode, waiting on workers, writing)."
+    import cProfile, io, pstats
+    pr = cProfile.Profile(); pr.enable()
+    cache_all(report, r, workers, text)
+    pr.disable()
+    out = io.StringIO()
+    pstats.Stats(pr, stream=out).sort_stats('cumulative').print_stats(top)
+    return out.getvalue()
 
 
 def decode_paths(paths:list, size:tuple, n:int, reps:int)->list[dict]:
@@ -107,6 +135,7 @@ def main(argv=None):
     ap.add_argument('--quick', action='store_true', help='2 small triplets, 9 frames, 1 turn (a smoke test)')
     ap.add_argument('--reps', type=int, default=None, help='timed turns of each (default 2; 1 with --quick)')
     ap.add_argument('--decode-paths', action='store_true', help="also time the decode paths of media's decode_path")
+    ap.add_argument('--profile', action='store_true', help='also cProfile one caching pass (1 worker) in the main process')
     a = ap.parse_args(argv)
     from ltx_nb.core import parse_request, EMBEDDED_MODEL, media_kind
     from ltx_nb.dataset import check_dataset
@@ -130,6 +159,7 @@ def main(argv=None):
            'encode only (VAE load + encode)': lambda: encode_all(clips, r),
            'caching, 1 worker': lambda: cache_all(report, r, 1, text/'text'),
            'caching, 2 workers': lambda: cache_all(report, r, 2, text/'text')}
+    fns, cpu = timed_cpu(fns)
     load0 = os.getloadavg()
     t = interleaved(fns, reps=reps, warmup=0 if a.quick else 1)
     load1 = os.getloadavg()
@@ -142,7 +172,8 @@ def main(argv=None):
             dec = m['loader, ' + k.split(', ')[1]]
             return f"{m[k] / max(dec, enc):.2f}× max(decode {dec:.1f} s, encode {enc:.1f} s)"
         return '—'
-    rows = [{'pipeline': k, 's/pass': v, 'spread': spread(t[k]), 'frames/s': total / v, 'ratio': vs(k)} for k, v in m.items()]
+    rows = [{'pipeline': k, 's/pass': v, 'spread': spread(t[k]), 'CPU s (all processes)': median(cpu[k][-len(t[k]):]),
+             'frames/s': total / v, 'ratio': vs(k)} for k, v in m.items()]
     W, H = r.size
     print(f"## Caching — {len(items)} triplets ({', '.join(f'{w}×{h}' for w, h in sizes)}; reference, target, video mask), "
           f"{frames} frames each into {bucket} 16:9 ({W}×{H}), tiny VAE on the CPU; {total} triplet frames per pass; "
@@ -154,6 +185,13 @@ def main(argv=None):
     c2 = m['caching, 2 workers'] / max(m['loader, 2 workers'], enc)
     print(f"\nloader / ceiling: {one:.2f}× with 1 worker (goal ≥ 1.0); 2 workers / 1 worker: {two:.2f}× (goal ≥ 1.8); "
           f"caching / max(decode, encode): {c1:.2f}× with 1 worker, {c2:.2f}× with 2 (goal ≤ 1.10)")
+    cores = len(os.sched_getaffinity(0))
+    c = {k: median(cpu[k][-len(t[k]):]) for k in m}
+    print(f"\nCPU work: caching, 1 worker {c['caching, 1 worker']:.1f} CPU s vs decode {c['loader, 1 worker']:.1f} + encode "
+          f"{c['encode only (VAE load + encode)']:.1f} CPU s; with {cores} cores no pass can take less than its CPU s / {cores}")
+    if a.profile:
+        print('\n### Profile of one caching pass (1 worker), main process\n')
+        print('```\n' + profile_caching(report, r, 1, text/'text') + '```')
     if a.decode_paths:
         print(f'\n### Decode paths — {frames} frames into {W}×{H}, one process\n')
         print(markdown_table(decode_paths([v[1] for v in videos], r.size, frames, reps)))

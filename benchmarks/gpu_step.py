@@ -10,6 +10,15 @@ trainer's $0.0055 and peers' published 4.1 s / 8.9 s per step. Without CUDA it p
     python benchmarks/gpu_step.py --usd-per-hour 3.00   # another price
     python benchmarks/gpu_step.py --quick               # 2 real-width layers, tiny sequences (a smoke test)
     python benchmarks/gpu_step.py --quick --device cpu  # the same code path on the CPU, to catch shape errors
+    python benchmarks/gpu_step.py --presets             # a row per VRAM preset (24/32/48/80 GB), full and half reference,
+                                                        # each under a memory cap of its budget
+    python benchmarks/gpu_step.py --presets --dry-run   # the preset runs it would make (any machine)
+
+Presets: each preset's transformer knobs (`ltx_nb.memory.PRESETS`: base precision, block offload) are applied by
+`ltx_nb.memory.apply_memory_settings` to the video-only transformer built on the CPU, and the process is capped with
+`torch.cuda.set_per_process_memory_fraction(budget / card)`, so one large card shows what a 24/32/48 GB card gets. The
+text-encoder knobs act during caching, not in a step, and are listed only. A case that runs out of memory under its
+cap gets a row that says so.
 
 FLOPs: one forward is counted by torch's FlopCounterMode (matrix products and attention); a step is 3 × that
 (forward + a backward worth two forwards, the convention behind 6·params·tokens). Checkpointing's recomputed forward
@@ -23,6 +32,58 @@ from bench_common import REAL, build_transformer, synthetic_item, bench_state, T
 
 CASES = [((768, 448), 1), ((768, 448), 2), ((768, 768), 1), ((768, 768), 2)]
 QUICK_CASES = [((256, 128), 1), ((256, 128), 2)]
+PRESET_CASES = [((768, 448), 1), ((768, 448), 2)]  # issue 11's table: 768×448×89, reference full and half
+
+
+def preset_runs(card_gb:float, # the card's memory in GB (2³⁰ bytes)
+                presets=('24', '32', '48', '80'), cases=PRESET_CASES)->list[dict]:
+    "One run per preset: its knobs, the memory cap (fraction of the card) equal to its budget, and its cases."
+    from ltx_nb.memory import PRESETS
+    return [dict(preset=p, cap_gb=float(p), fraction=min(1.0, float(p) / card_gb), cases=list(cases), **PRESETS[p])
+            for p in presets]
+
+
+def preset_case_name(wh:tuple, f:int, frames:int)->str:
+    return f"{wh[0]}×{wh[1]}×{frames}, ref {'full' if f == 1 else 'half'}"
+
+
+def run_presets(a, size:dict, frames:int, reps:int, ctx:int, peak:float|None)->list[dict]:
+    "Time every preset's cases under its memory cap (CUDA only); a case that runs out of memory says so."
+    import gc, torch
+    from ltx_nb.core import Request
+    from ltx_nb.memory import apply_memory_settings
+    from ltx_nb.bench import interleaved, median, throughput, step_tokens, count_flops, mfu, cost_per_step
+    from ltx_nb.train import peak_memory_mb
+    card = torch.cuda.get_device_properties(a.device).total_memory / 2**30
+    inner, rows = size['num_attention_heads'] * size['attention_head_dim'], []
+    for run in preset_runs(card):
+        gc.collect(); torch.cuda.empty_cache()
+        torch.cuda.set_per_process_memory_fraction(run['fraction'], a.device)
+        r = Request(training_data_url='.', vram=run['preset'], device=a.device)
+        tr = apply_memory_settings(build_transformer(size, 'cpu', torch.bfloat16, video_only=True), r, a.device)
+        with tempfile.TemporaryDirectory() as run_dir:
+            st = bench_state(tr, Path(run_dir), a.device, gradient_checkpointing=True)
+            step = TrainStep(st, sync=torch.cuda.synchronize)
+            for wh, f in run['cases']:
+                k, n = preset_case_name(wh, f, frames), step_tokens(wh, frames, f)
+                row = dict(preset=run['preset'], case=k, base=run['base_precision'], offload=run['offload'],
+                           **{'text encoder': run['text_encoder_precision'], 'cap GB': run['cap_gb']})
+                try:
+                    item = [synthetic_item(wh, frames, f, inner, a.device, context_tokens=ctx)]
+                    torch.cuda.reset_peak_memory_stats(a.device); step(item)
+                    s = median(interleaved({k: lambda: step(item)}, reps=reps, warmup=0, sync=torch.cuda.synchronize)[k])
+                    row.update({'s/step': s, 'peak GB': peak_memory_mb(a.device) / 1024,
+                                'tokens/s': throughput(n['total'], 1, s)['tokens_per_s']})
+                    inputs = first_inputs(st, item[0])
+                    with torch.no_grad(), st.acc.autocast(): fl = 3 * count_flops(lambda: tr(**inputs))
+                    u = mfu(fl, s, peak)
+                    row.update({'MFU': f'{u:.0%}' if u is not None else '—',
+                                f'$/step at ${a.usd_per_hour:.2f}/h': cost_per_step(s, a.usd_per_hour)})
+                except torch.OutOfMemoryError: row['s/step'] = f"out of memory under the {run['cap_gb']:g} GB cap"
+                rows.append(row)
+        del tr, st, step
+    torch.cuda.set_per_process_memory_fraction(1.0, a.device)
+    return rows
 
 
 def main(argv=None)->int:
@@ -35,7 +96,19 @@ def main(argv=None)->int:
     ap.add_argument('--usd-per-hour', type=float, default=2.50, help='GPU-hour price for the cost column (default $2.50, an H100)')
     ap.add_argument('--full-audio', action='store_true', help='load the audio branch too (the model before issue 17)')
     ap.add_argument('--peak-tflops', type=float, default=None, help="the card's dense bf16 peak, if not in PEAK_TFLOPS")
+    ap.add_argument('--presets', action='store_true', help='a row per VRAM preset under a memory cap of its budget')
+    ap.add_argument('--dry-run', action='store_true', help='with --presets: list the runs (knobs, caps, cases) and stop')
+    ap.add_argument('--card-gb', type=float, default=80.0, help='with --dry-run: the card size the caps are fractions of')
     a = ap.parse_args(argv)
+    if a.presets and a.dry_run:
+        from ltx_nb.bench import markdown_table
+        frames = a.frames or 89
+        print(markdown_table([dict(preset=run['preset'], base=run['base_precision'], offload=run['offload'],
+                                   **{'text encoder': run['text_encoder_precision'], 'cap GB': run['cap_gb'],
+                                      'memory fraction': round(run['fraction'], 3),
+                                      'cases': '; '.join(preset_case_name(wh, f, frames) for wh, f in run['cases'])})
+                              for run in preset_runs(a.card_gb)]))
+        return 0
     import torch
     from ltx_nb.bench import (interleaved, median, spread, throughput, markdown_table, machine_line, count_flops, mfu,
                               peak_tflops, cost_per_step, step_tokens, HOSTED_USD_PER_STEP, PEER_S_PER_STEP)
@@ -48,6 +121,13 @@ def main(argv=None)->int:
     size = dict(REAL, num_layers=a.layers or (2 if a.quick else REAL['num_layers']))
     cases, frames = (QUICK_CASES, a.frames or 9) if a.quick else (CASES, a.frames or 89)
     reps, ctx = a.reps or (1 if a.quick else 3), 64 if a.quick and not cuda else 1024
+    if a.presets:
+        if not cuda: print('skipped: --presets needs CUDA (memory caps); --presets --dry-run lists the runs'); return 0
+        print(f"## VRAM presets at LTX-2.3's real size, each under a memory cap of its budget — {torch.cuda.get_device_name(a.device)}, "
+              f"median of {reps} turns\n")
+        print(markdown_table(run_presets(a, size, frames, reps, ctx, a.peak_tflops or peak_tflops(torch.cuda.get_device_name(a.device)))))
+        print(f'\n{machine_line()}')
+        return 0
     inner = size['num_attention_heads'] * size['attention_head_dim']
     sync = torch.cuda.synchronize if cuda else None
     name = torch.cuda.get_device_name(a.device) if cuda else 'CPU'

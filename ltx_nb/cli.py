@@ -233,7 +233,7 @@ def sample_cli(a)->int:
     device = resolve_device(r.device)
     dtype = compute_dtype(device, r.mixed_precision)
     embeds = [load_tensors(p, device) for p in encode_prompts([a.prompt, settings.negative_prompt], r.model, device=device, dtype=dtype,
-                                                                   text_encoder=r.text_encoder)]
+                                                                   text_encoder=r.text_encoder, r=r)]
     tr = _load_sampling_transformer(r, meta, state, a.lora, device, dtype)
     vae = load_vae(r.model, dtype, device)
     if device.startswith('cuda'): vae.enable_tiling()

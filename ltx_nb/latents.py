@@ -16,7 +16,7 @@ from .dataset import DatasetReport, TripletReport, load_triplet, dataset_setting
 # %% auto #0
 __all__ = ['TILE_ABOVE', 'file_digest', 'component_fingerprint', 'latent_key', 'text_key', 'save_tensors', 'load_tensors',
            'caching_workers', 'fitted_tensors', 'FittedTriplets', 'fitted_triplets', 'CachedItem', 'release',
-           'encode_clip', 'encode_prompts', 'cache_dataset']
+           'encode_clip', 'text_encoder_setting', 'encode_prompts', 'cache_dataset']
 
 # %% ../nbs/07_latents.ipynb #a276c8f2
 _digests = {}
@@ -60,10 +60,12 @@ def latent_key(item:TripletReport, r:Request, model:str, dtype='float32')->str:
 
 def text_key(prompt:str, model:str, dtype='float32',
              text_encoder:str|None=None, # the Gemma 3 folder of a single-file `model`
+             quantized:str|None=None,    # 'int8' or 'nf4' when Gemma's layers are quantised (`text_encoder_precision`)
             )->str:
-    "Cache key of a prompt's text embeddings (the encoder's dtype counts: bf16 on CUDA, fp32 on the CPU)."
+    "Cache key of a prompt's text embeddings (the encoder's dtype and quantisation count: bf16 on CUDA, fp32 on the CPU)."
     gemma = component_fingerprint(text_encoder, '.') if text_encoder else component_fingerprint(model, 'text_encoder')
-    return _key('text-v3', prompt, gemma, component_fingerprint(model, 'connectors'), str(dtype).removeprefix('torch.'))
+    parts = ('text-v3', prompt, gemma, component_fingerprint(model, 'connectors'), str(dtype).removeprefix('torch.'))
+    return _key(*parts, quantized) if quantized else _key(*parts)  # unquantised keys stay as they were
 
 # %% ../nbs/07_latents.ipynb #53fc8e98
 def save_tensors(tensors:dict, path:str|Path, metadata:dict|None=None)->Path:
@@ -161,11 +163,24 @@ def _dtype_for(device, dtype):
     from ltx_nb.model import compute_dtype, _dtype
     return _dtype(dtype) if dtype is not None else compute_dtype(str(device))
 
-def _embed_prompts(todo:list, model:str, device, dtype, text_encoder:str|None=None):
-    "Load the text encoder, embed and store each (prompt, path) of `todo`; returning drops the last reference to it."
+def text_encoder_setting(r:Request|None, # the request whose `text_encoder_precision` applies (None: no knobs)
+                         device, dtype,    # where captions are to be encoded; the caching dtype (`_dtype_for`)
+                        )->tuple:
+    "(dtype, quantisation) Gemma 3 runs in: bf16 asked for explicitly holds on any device, int8/nf4 quantise its layers."
+    import torch
+    if r is None: return dtype, None
+    from ltx_nb.memory import memory_settings
+    prec = memory_settings(r, str(device))['text_encoder_precision']
+    if r.text_encoder_precision == 'bf16': dtype = torch.bfloat16  # asked for: also on the CPU, where the default is fp32
+    return dtype, prec if prec in ('int8', 'nf4') else None
+
+def _embed_prompts(todo:list, model:str, device, dtype, text_encoder:str|None=None, r:Request|None=None):
+    "Load the text encoder (on the CPU, then converted and placed by `r`'s knobs), embed and store each (prompt, path) of `todo`."
     from ltx_nb.model import load_text_encoder
-    te = load_text_encoder(model, dtype, device, text_encoder=text_encoder)
-    for p, path in todo:
+    from ltx_nb.memory import apply_text_encoder_settings
+    te = load_text_encoder(model, dtype, 'cpu', text_encoder=text_encoder)  # a 16-bit copy never lands whole on a small card
+    te = apply_text_encoder_settings(te, r, str(device)) if r is not None else te.to(device)
+    for p, path in todo:  # returning drops the last reference to the text encoder
         ctx, _, mask = te.encode(p)
         save_tensors(dict(context=ctx[0].float(), context_mask=mask[0]), path, dict(prompt=p))
 
@@ -175,14 +190,15 @@ def encode_prompts(prompts:list[str], # captions or validation prompts
                    device='cpu', # where the text encoder runs
                    dtype=None,   # its dtype; default bf16 on CUDA, fp32 on the CPU
                    text_encoder:str|None=None, # the Gemma 3 folder of a single-file `model` (`Request.text_encoder`)
+                   r:Request|None=None, # the request: its `text_encoder_precision` and `text_encoder_offload` apply
                   )->list[Path]:
     "Cached text embeddings (context, context_mask) of each prompt; encodes only the new ones."
     cache = Path(cache) if cache else cache_dir('latents')
-    dtype = _dtype_for(device, dtype)
-    paths = [cache/'text'/f'{text_key(p, model, dtype, text_encoder)}.safetensors' for p in prompts]
+    dtype, quant = text_encoder_setting(r, device, _dtype_for(device, dtype))
+    paths = [cache/'text'/f'{text_key(p, model, dtype, text_encoder, quant)}.safetensors' for p in prompts]
     todo = [(p, path) for p, path in zip(prompts, paths) if not path.exists()]
     if todo:
-        _embed_prompts(todo, model, device, dtype, text_encoder)
+        _embed_prompts(todo, model, device, dtype, text_encoder, r)
         release()
     return paths
 
@@ -227,5 +243,5 @@ def cache_dataset(report:DatasetReport, # a checked dataset
         workers = caching_workers(r.num_workers if num_workers is None else num_workers)
         _encode_triplets(todo, r, device, dtype, workers, progress, on_item)
         release()  # the VAE is gone before the text encoder loads
-    txt_paths = encode_prompts([i.caption for i in items], r.model, cache, device, dtype, text_encoder=r.text_encoder)
+    txt_paths = encode_prompts([i.caption for i in items], r.model, cache, device, dtype, text_encoder=r.text_encoder, r=r)
     return [CachedItem(i.name, lp, tp, i.caption) for i, lp, tp in zip(items, lat_paths, txt_paths)]

@@ -16,11 +16,12 @@ from .bench import step_tokens, markdown_table
 
 # %% auto #0
 __all__ = ['LTX23_FLAGS', 'GEMMA3_12B', 'LTX23_CONNECTORS', 'LTX2_VAE', 'TEXT_TOKENS', 'QUANTIZED', 'BYTES', 'GiB', 'CALIBRATION',
-           'ACTIVATIONS', 'RESERVE_GB', 'KNOBS', 'PRESETS', 'NO_PRESET', 'FP8_SKIP', 'meta_model', 'quantized_linears',
-           'weight_bytes', 'block_bytes', 'lora_numel', 'lora_bytes', 'small_transformer', 'saved_bytes',
-           'peak_live_bytes', 'fit_activations', 'activation_bytes', 'inference_bytes', 'phases', 'settings_for',
-           'MemoryPlan', 'fsdp_shards', 'free_gpu_gb', 'plan', 'job_plan', 'memory_settings', 'check_memory_settings',
-           'to_bitsandbytes', 'apply_memory_settings', 'lora_smoke_step', 'text_encoder_device',
+           'ACTIVATIONS', 'RESERVE_GB', 'KNOBS', 'PRESETS', 'NO_PRESET', 'DECODE_PX_PER_S', 'VAE_TFLOPS',
+           'ASSUMED_SOURCE', 'FP8_SKIP', 'meta_model', 'quantized_linears', 'weight_bytes', 'block_bytes', 'lora_numel',
+           'lora_bytes', 'small_transformer', 'saved_bytes', 'peak_live_bytes', 'fit_activations', 'activation_bytes',
+           'inference_bytes', 'phases', 'settings_for', 'vae_encode_flops_per_px', 'caching_estimate', 'MemoryPlan',
+           'fsdp_shards', 'free_gpu_gb', 'plan', 'job_plan', 'memory_settings', 'check_memory_settings',
+           'to_bitsandbytes', 'apply_memory_settings', 'small_item', 'text_encoder_device',
            'apply_text_encoder_settings', 'cmd_plan', 'add_plan_parser']
 
 # %% ../nbs/20_plan.ipynb #797322fb
@@ -301,6 +302,38 @@ def settings_for(r:Request,        # the request: knobs it sets explicitly win
     return dict(vram=preset or 'none', **s, gradient_checkpointing=r.gradient_checkpointing != 'off')
 
 # %% ../nbs/20_plan.ipynb #00b50ba5
+DECODE_PX_PER_S = 1280 * 720 * 121  # decord's scaler, 1280×720 H.264 → 796×448: 121 frames/s, one process (NOTES.md)
+VAE_TFLOPS = 100.0  # assumed sustained TFLOP/s of the VAE's bf16 3-D convolutions on one GPU (~10 % of an H100's peak); not measured
+ASSUMED_SOURCE = (1920, 1080)  # the sources' size when the plan is not told: issue 16's real datasets are 1080p
+
+@functools.lru_cache(maxsize=None)
+def vae_encode_flops_per_px()->float:
+    "FLOPs of the real LTX-2 VAE encoder per pixel-frame, counted on the meta device (a 17×128×128 clip)."
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+    vae, (T, H, W) = meta_model('vae'), (17, 128, 128)
+    with FlopCounterMode(display=False) as fc, torch.no_grad(): vae.encoder(torch.empty(1, 3, T, H, W, device='meta'))
+    return fc.get_total_flops() / (T * H * W)
+
+def caching_estimate(r:Request,                    # frames, bucket, reference factor, `num_workers`
+                     source:tuple=ASSUMED_SOURCE,  # the sources' (width, height)
+                     workers:int|None=None,        # decode processes; default the request's `num_workers`, else 8
+                     triplets:int=100,             # dataset size for the total
+                    )->dict:
+    "Estimated caching seconds per triplet: decode (3 videos at `source` size) over `workers` vs VAE encode (target + reference)."
+    (W, H), F, k = r.size, r.number_of_frames, r.reference_downscale_factor
+    n = workers if workers is not None else r.num_workers if r.num_workers is not None else 8
+    dec = 3 * F * source[0] * source[1] / (DECODE_PX_PER_S * max(1, n))
+    enc = vae_encode_flops_per_px() * F * W * H * (1 + 1 / k**2) / (VAE_TFLOPS * 1e12)
+    per = max(dec, enc) if n else dec + enc  # without workers the main process decodes, then encodes
+    return dict(s_per_triplet=round(per, 2), decode_s=round(dec, 2), encode_s=round(enc, 2),
+                bound='decode' if dec >= enc else 'encode', workers=n, source=f'{source[0]}×{source[1]}',
+                triplets=triplets, total_min=round(per * triplets / 60, 1), estimate=True,
+                rates=dict(decode_px_per_s=DECODE_PX_PER_S, decode_from='decord scaler, 1280×720, one process, 2-core CPU (NOTES.md)',
+                           vae_flops_per_px=round(vae_encode_flops_per_px()), vae_tflops=VAE_TFLOPS,
+                           vae_from='FlopCounterMode on the meta VAE; TFLOP/s assumed, not measured'))
+
+# %% ../nbs/20_plan.ipynb #7fc30b14
 @dataclass
 class MemoryPlan:
     "The chosen settings and each phase's estimated peak GPU memory (GB = 2³⁰ bytes)."
@@ -310,6 +343,7 @@ class MemoryPlan:
     num_gpus:int = 1
     fsdp:bool = False  # the base is sharded across the `num_gpus` cards (else each holds it whole)
     tried:list = field(default_factory=list)  # (preset, peak GB) of every preset tried
+    caching:dict|None = None  # `caching_estimate` of the request
 
     @property
     def peak_gb(self)->float: return max(p['peak_gb'] for p in self.phases)
@@ -318,7 +352,7 @@ class MemoryPlan:
         "JSON-ready: `peak_gb`, `phases` [{name, peak_gb, detail}], `settings`, the card and what was tried."
         return dict(peak_gb=round(self.peak_gb, 2), phases=self.phases, settings=self.settings, gpu_memory_gb=self.gpu_memory_gb,
                     num_gpus=self.num_gpus, fsdp=self.fsdp, fits=None if self.gpu_memory_gb is None else self.peak_gb <= self.gpu_memory_gb - RESERVE_GB,
-                    tried=[dict(vram=p, peak_gb=round(g, 2)) for p, g in self.tried], estimate=True)
+                    tried=[dict(vram=p, peak_gb=round(g, 2)) for p, g in self.tried], estimate=True, caching=self.caching)
 
     def __str__(self):
         s = self.settings
@@ -329,7 +363,11 @@ class MemoryPlan:
         rows = [{'phase': p['name'], 'peak GB': f"{p['peak_gb']:.1f}", 'what': p['detail']} for p in self.phases]
         card = (f"\npeak {self.peak_gb:.1f} GB of {self.gpu_memory_gb:g} GB ({RESERVE_GB} GB kept for CUDA itself)"
                 if self.gpu_memory_gb is not None else f"\npeak {self.peak_gb:.1f} GB")
-        return head + '\n\n' + markdown_table(rows) + card
+        c = self.caching
+        cache = ('' if c is None else f"\ncaching (estimate): {c['s_per_triplet']:.1f} s per triplet, {c['bound']}-bound (decode "
+                 f"{c['decode_s']:.1f} s with {c['workers']} workers at {c['source']}, VAE encode {c['encode_s']:.1f} s at an assumed "
+                 f"{c['rates']['vae_tflops']:g} TFLOP/s): {c['total_min']:g} min per {c['triplets']} triplets")
+        return head + '\n\n' + markdown_table(rows) + card + cache
 
     def _repr_markdown_(self): return str(self)
 
@@ -341,7 +379,7 @@ def _plan_for(r:Request, preset, num_gpus:int)->MemoryPlan:
     s, shards = settings_for(r, preset), fsdp_shards(r, num_gpus)
     if shards > 1: s.update(base_precision='bf16', offload='none')  # FSDP shards the compute-dtype base; training skips the base knobs
     ph = [dict(name=p['name'], peak_gb=round(p['bytes'] / GiB, 2), detail=p['detail']) for p in phases(r, s, shards)]
-    return MemoryPlan(s, ph, num_gpus=num_gpus, fsdp=shards > 1)
+    return MemoryPlan(s, ph, num_gpus=num_gpus, fsdp=shards > 1, caching=caching_estimate(r))
 
 def free_gpu_gb(device='cuda')->float|None:
     "Free memory of the CUDA card in GB, or None without CUDA."
@@ -451,24 +489,18 @@ def apply_memory_settings(transformer, # the frozen base, loaded on the CPU, bef
     return transformer.to(device)
 
 # %% ../nbs/20_plan.ipynb #72eb5730
-def lora_smoke_step(tr, steps:int=3, seed:int=0)->dict:
-    "A few AdamW steps of a LoRA'd small transformer: first and last loss, LoRA gradient norm (for the knobs' tests)."
+def small_item(tr,                   # a `small_transformer`
+               grid:tuple=(2, 4, 4), # latent (frames, height, width) of target and reference
+               context:int=32,       # text tokens
+               seed:int=0,
+              )->dict:
+    "A random cached item for `tr`, as `CachedItem.load` gives one: target, same-size reference, keep-mask, text context."
     import torch
-    from ltx_nb.model import add_lora, forward_video
-    torch.manual_seed(seed); add_lora(tr, 4)
-    params = [p for n, p in tr.named_parameters() if 'lora_' in n]
-    for p in params: p.data = p.data.float(); p.requires_grad_(True)
-    tr.train()
-    opt = torch.optim.AdamW(params, lr=1e-2)
-    inputs = _step_inputs(tr, (2, 4, 4), 32, seed)
-    target = torch.randn(1, inputs[0].shape[1], tr.config.out_channels, generator=torch.Generator().manual_seed(seed + 1))
-    losses, gnorm = [], 0.0
-    for _ in range(steps):
-        loss = (forward_video(tr, *inputs).float() - target).square().mean()
-        loss.backward()
-        gnorm = gnorm or float(torch.stack([p.grad.norm() for p in params]).norm())
-        opt.step(); opt.zero_grad(set_to_none=True); losses.append(float(loss.detach()))
-    return dict(first=losses[0], last=losses[-1], lora_grad_norm=gnorm)
+    g = torch.Generator().manual_seed(seed)
+    C, D = tr.config.in_channels, tr.config.cross_attention_dim
+    keep = torch.ones(*grid); keep[:, 1:-1, 1:-1] = 0  # the middle is regenerated, the border kept
+    return dict(target=torch.randn(C, *grid, generator=g), reference=torch.randn(C, *grid, generator=g), keep=keep,
+                context=torch.randn(context, D, generator=g), context_mask=torch.ones(context, dtype=torch.long))
 
 # %% ../nbs/20_plan.ipynb #b0162405
 def text_encoder_device(r:Request, device:str)->str:

@@ -29,7 +29,7 @@ __all__ = ['TIMESTEP_SAMPLERS', 'SIGMA_EPS', 'UNIFORM_SHARE', 'SCHEDULERS', 'DIS
            'build_optimizer', 'resume', 'fsdp_plugin', 'distribute', 'check_finite', 'apply_gradients',
            'sigma_bucket_losses', 'log_step', 'dropout_rng', 'grad_sync', 'micro_step', 'train_step', 'StopSignals',
            'save_state', 'validate', 'step_hooks', 'interrupt', 'make_bar', 'run_loop', 'finish', 'record_failure',
-           'train', 'masked_eval_loss', 'learning_check']
+           'train', 'masked_eval_loss', 'learning_check', 'prebuilt_state']
 
 # %% ../nbs/08_train.ipynb #2e73e81b
 TIMESTEP_SAMPLERS = ('shifted_logit_normal_stretched', 'shifted_logit_normal', 'uniform')
@@ -334,6 +334,8 @@ def check_features(r:Request, device:str):
     if r.compile and not device.startswith('cuda'):
         problems.append(f"compile: true needs CUDA (the device is {device!r}): torch.compile on the CPU needs a C++ "
                         "toolchain and compiles for minutes per bucket, longer than a tiny CPU run; set compile to false")
+    from ltx_nb.memory import memory_settings, check_memory_settings
+    problems += check_memory_settings(memory_settings(r, device), device)  # memory knobs: refused before caching loads a model
     if problems: raise RequestError(problems)
 
 def start_run(r:Request|dict|str, # a request, its dict, or a request JSON path
@@ -405,8 +407,8 @@ def prepare_data(st:TrainState, report, progress:bool=True):
         cached = cache_dataset(report, r, device=acc.device, progress=progress and main, on_item=caching if main else None)
         if r.validation:
             from ltx_nb.validation import validation_prompts
-            encode_prompts(validation_prompts(r), r.model, device=acc.device, text_encoder=r.text_encoder)
-        if r.caption_dropout_rate: empty = encode_prompts([''], r.model, device=acc.device, text_encoder=r.text_encoder)[0]
+            encode_prompts(validation_prompts(r), r.model, device=acc.device, text_encoder=r.text_encoder, r=r)
+        if r.caption_dropout_rate: empty = encode_prompts([''], r.model, device=acc.device, text_encoder=r.text_encoder, r=r)[0]
     st.items = [c.load(acc.device) for c in cached]
     if r.caption_dropout_rate:
         from ltx_nb.latents import load_tensors
@@ -749,3 +751,19 @@ def learning_check(run_dir:str|Path, # a completed run
     mismatched = masked_eval_loss(tr, items, seed, mismatched=True)
     return dict(untrained=untrained, trained=trained, mismatched=mismatched,
                 trained_vs_untrained=trained / untrained, trained_vs_mismatched=trained / mismatched)
+
+# %% ../nbs/08_train.ipynb #82c2c684
+def prebuilt_state(tr,                  # a built transformer (frozen base, no LoRA yet): gets the request's LoRA
+                   r:Request,           # the request: LoRA rank/alpha/dropout, optimizer, schedule, seed, device
+                   run_dir:str|Path,    # where its progress and metrics go
+                   items:list|None=None, # training items as `CachedItem.load` gives them
+                   gradient_checkpointing:bool|None=None, # None: the request's rule (`precision`)
+                  )->TrainState:
+    "`train`'s own `TrainState` around a prebuilt transformer: LoRA, optimizer, schedule and log from train's stages."
+    st = start_run(r, run_dir)
+    if gradient_checkpointing is not None: st.gradient_checkpointing = gradient_checkpointing
+    st.run_dir.mkdir(parents=True, exist_ok=True)
+    st.transformer, st.params = tr, attach_lora(tr, r.rank, r.seed, st.gradient_checkpointing, r.lora_alpha, r.lora_dropout)
+    build_optimizer(st)
+    st.log, st.items = RunLog(st.run_dir, r.number_of_steps), list(items or [])
+    return st

@@ -85,7 +85,7 @@ def __call__(self:Validator, step:int, transformer, run_dir:str|Path|None=None, 
                       'training diverged: resume from an earlier checkpoint with a lower learning_rate')
     dev = next(transformer.parameters()).device
     inputs = [self.entry(k) for k in range(len(r.validation))]
-    embeds = [load_tensors(f, dev) for f in encode_prompts(validation_prompts(r), r.model, device=dev, text_encoder=r.text_encoder)]
+    embeds = [load_tensors(f, dev) for f in encode_prompts(validation_prompts(r), r.model, device=dev, text_encoder=r.text_encoder, r=r)]
     if self.scheduler is None: self.scheduler = load_scheduler(r.model)
     vae = load_vae(r.model, compute_dtype(str(dev), r.mixed_precision), dev)
     if dev.type == 'cuda': vae.enable_tiling()

@@ -35,3 +35,16 @@ def test_caching_quick(tmp_path):
     for s in ('| pipeline | s/pass |', 'loader, 2 workers', 'caching, 1 worker', 'loader / ceiling:', 'caching / max(decode, encode):',
               'load average', '| source | scale |'):
         assert s in out, (s, out)
+
+def test_gpu_step_presets_plan_on_any_machine(tmp_path):
+    "The preset rows' CPU side: every preset's knobs, a cap equal to its budget, full and half reference at 768×448×89."
+    sys.path.insert(0, str(ROOT/'benchmarks'))
+    import gpu_step
+    runs = gpu_step.preset_runs(141.0)
+    assert [r['preset'] for r in runs] == ['24', '32', '48', '80']
+    assert [round(r['fraction'] * 141) for r in runs] == [24, 32, 48, 80]
+    assert runs[0]['offload'] == 'blocks' and runs[-1]['base_precision'] == 'bf16'
+    assert all(r['cases'] == [((768, 448), 1), ((768, 448), 2)] for r in runs)
+    assert gpu_step.preset_runs(40.0)[-1]['fraction'] == 1.0  # a cap never exceeds the card
+    out = run('gpu_step.py', '--presets', '--dry-run', '--card-gb', '80', tmp_path=tmp_path)
+    assert '| preset | base | offload |' in out and '768×448×89, ref half' in out and sum(l.startswith('| ') for l in out.splitlines()) == 5, out

@@ -13,7 +13,7 @@ SEED_EXAMPLE = {
 
 # CPU-sized settings for the tiny model: the job path is what is tested, not the model's size
 CPU = ['--set', 'model="embedded:tiny"', '--set', 'number_of_frames=9', '--set', 'resolution="low"',
-       '--set', 'number_of_steps=100', '--set', 'learning_rate=0.002', '--set', 'validation=[]']
+       '--set', 'aspect_ratio="16:9"', '--set', 'number_of_steps=100', '--set', 'learning_rate=0.002', '--set', 'validation=[]']
 
 @pytest.fixture(scope='module')
 def small(tmp_path_factory):
