@@ -752,7 +752,7 @@ def learning_check(run_dir:str|Path, # a completed run
     return dict(untrained=untrained, trained=trained, mismatched=mismatched,
                 trained_vs_untrained=trained / untrained, trained_vs_mismatched=trained / mismatched)
 
-# %% ../nbs/08_train.ipynb #82c2c684
+# %% ../nbs/08_train.ipynb #647b0a2e
 def prebuilt_state(tr,                  # a built transformer (frozen base, no LoRA yet): gets the request's LoRA
                    r:Request,           # the request: LoRA rank/alpha/dropout, optimizer, schedule, seed, device
                    run_dir:str|Path,    # where its progress and metrics go
