@@ -65,13 +65,13 @@ def cmd_check(a)->int:
     if a.debug_dataset: write_debug_dataset(rep, r, a.debug_dataset, progress=False)
     return 0
 
-# %% ../nbs/12_cli.ipynb #977ac2fc
+# %% ../nbs/12_cli.ipynb #51d37038
 def _overrides(pairs)->dict:
     return dict(parse_override(s) for s in pairs or [])
 
-def _run_jobs(jobs, progress:bool, learning_check:bool=False)->int:
-    from ltx_nb.runner import run_job, summary_table
-    results = [run_job(j, progress=progress, learning_check=learning_check) for j in jobs]
+def _run_jobs(jobs, progress:bool, learning_check:bool=False, executor:str='local', address:str|None=None)->int:
+    from ltx_nb.runner import run_jobs, summary_table
+    results = run_jobs(jobs, executor, address, progress=progress, learning_check=learning_check)
     print(summary_table(results))
     from ltx_nb.rundir import STATUS_COMPLETED
     return 0 if all(r.status == STATUS_COMPLETED for r in results) else 1
@@ -83,7 +83,7 @@ def cmd_train(a)->int:
     jobs = plan_jobs(a.requests, a.set, a.sweep, a.run_dir)
     if a.refresh:
         for j in jobs: refresh_sources(j.request)
-    return _run_jobs(jobs, progress=show_progress(not a.quiet))
+    return _run_jobs(jobs, progress=show_progress(not a.quiet), executor=a.executor, address=a.address)
 
 def cmd_run(a)->int:
     "Train one request in this process (also under `accelerate launch`)."
@@ -270,6 +270,10 @@ def build_parser()->argparse.ArgumentParser:
         if name == 'train':
             c.add_argument('requests', nargs='+', metavar='REQUEST.json', help='request files (the seed format)')
             c.add_argument('--sweep', action='append', metavar='KEY=V1,V2', help='one job per combination (repeatable)')
+            c.add_argument('--executor', choices=('local', 'ray'), default='local',
+                           help='local: jobs one after another here; ray: one Ray task per job (pip install ltx_nb[cluster])')
+            c.add_argument('--address', help="ray: the cluster to join (e.g. 'auto' on a node of a running cluster); "
+                                             "default: start a local Ray instance on 127.0.0.1 and stop it after")
         if name == 'run': c.add_argument('request', help='request .json')
         if name != 'demo': c.add_argument('--refresh', action='store_true', help='download URLs again instead of revalidating cached copies')
         c.add_argument('--run-dir', help='run directory (default: the request\'s run_dir, else outputs/<request hash>)')

@@ -301,6 +301,8 @@ class Request:
     lora_dropout: float = _p(0.0, 'dropout on the LoRA branch input while training', lo=0.0, hi=0.9, kind=float, seed=False)
     # --- experiment tracking (issue 14): accelerate's trackers; `ltx_nb.core.TRACKERS` names them ---
     report_to: str = _p('none', 'experiment trackers (accelerate): none, or tensorboard, wandb, trackio, mlflow separated by commas; TensorBoard events go to RUN/tracking', kind=str, seed=False)
+    # --- several processes (issue 15): how `accelerate launch`'s processes share a run; not part of its identity ---
+    distributed: str = _p('auto', "several processes: ddp (accelerate's DistributedDataParallel), fsdp (accelerate's FSDP2 shards the frozen base, the LoRA stays whole), allreduce (our own gradient all-reduce); auto: fsdp when launched with an FSDP accelerate config, else ddp", choices=('auto', 'ddp', 'fsdp', 'allreduce'), kind=str, seed=False)
 
     def to_dict(self)->dict:
         "Every parameter, JSON-ready."
@@ -515,6 +517,6 @@ FEATURE_FIELDS = ('batch_size', 'gradient_accumulation_steps', 'lr_scheduler', '
 
 def request_hash(r:Request, n:int=10)->str:
     "A short hash of everything that changes what a run computes (not where it runs)."
-    d = {k: v for k, v in r.to_dict().items() if k not in ('run_dir', 'device', 'validation_interval', 'checkpoint_interval', 'num_workers', 'report_to')}
+    d = {k: v for k, v in r.to_dict().items() if k not in ('run_dir', 'device', 'validation_interval', 'checkpoint_interval', 'num_workers', 'report_to', 'distributed')}
     d = {k: v for k, v in d.items() if not (k in FEATURE_FIELDS and v == _field_rules()[k].default)}  # older runs keep their hash
     return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:n]

@@ -20,9 +20,9 @@ __all__ = ['LTX23_FLAGS', 'GEMMA3_12B', 'LTX23_CONNECTORS', 'LTX2_VAE', 'TEXT_TO
            'ASSUMED_SOURCE', 'FP8_SKIP', 'meta_model', 'quantized_linears', 'weight_bytes', 'block_bytes', 'lora_numel',
            'lora_bytes', 'small_transformer', 'saved_bytes', 'peak_live_bytes', 'fit_activations', 'activation_bytes',
            'inference_bytes', 'phases', 'settings_for', 'vae_encode_flops_per_px', 'caching_estimate', 'MemoryPlan',
-           'free_gpu_gb', 'plan', 'job_plan', 'memory_settings', 'check_memory_settings', 'to_bitsandbytes',
-           'apply_memory_settings', 'small_item', 'text_encoder_device', 'apply_text_encoder_settings', 'cmd_plan',
-           'add_plan_parser']
+           'fsdp_shards', 'free_gpu_gb', 'plan', 'job_plan', 'memory_settings', 'check_memory_settings',
+           'to_bitsandbytes', 'apply_memory_settings', 'small_item', 'text_encoder_device',
+           'apply_text_encoder_settings', 'cmd_plan', 'add_plan_parser']
 
 # %% ../nbs/20_plan.ipynb #797322fb
 LTX23_FLAGS = dict(gated_attn=True, audio_gated_attn=True, cross_attn_mod=True, audio_cross_attn_mod=True,
@@ -341,6 +341,7 @@ class MemoryPlan:
     phases:list
     gpu_memory_gb:float|None = None
     num_gpus:int = 1
+    fsdp:bool = False  # the base is sharded across the `num_gpus` cards (else each holds it whole)
     tried:list = field(default_factory=list)  # (preset, peak GB) of every preset tried
     caching:dict|None = None  # `caching_estimate` of the request
 
@@ -350,7 +351,7 @@ class MemoryPlan:
     def to_dict(self)->dict:
         "JSON-ready: `peak_gb`, `phases` [{name, peak_gb, detail}], `settings`, the card and what was tried."
         return dict(peak_gb=round(self.peak_gb, 2), phases=self.phases, settings=self.settings, gpu_memory_gb=self.gpu_memory_gb,
-                    num_gpus=self.num_gpus, fits=None if self.gpu_memory_gb is None else self.peak_gb <= self.gpu_memory_gb - RESERVE_GB,
+                    num_gpus=self.num_gpus, fsdp=self.fsdp, fits=None if self.gpu_memory_gb is None else self.peak_gb <= self.gpu_memory_gb - RESERVE_GB,
                     tried=[dict(vram=p, peak_gb=round(g, 2)) for p, g in self.tried], estimate=True, caching=self.caching)
 
     def __str__(self):
@@ -358,7 +359,7 @@ class MemoryPlan:
         head = (f"memory plan (estimates, not measurements) — preset {s['vram']}: base {s['base_precision']}, offload "
                 f"{s['offload']}, text encoder {s['text_encoder_precision']}{' on the CPU' if s['text_encoder_offload'] == 'on' else ''}, "
                 f"checkpointing {'on' if s['gradient_checkpointing'] else 'off'}"
-                + (f"; {self.num_gpus} GPUs (FSDP base)" if self.num_gpus > 1 else ''))
+                + (f"; {self.num_gpus} GPUs ({'FSDP: the base sharded' if self.fsdp else 'DDP: the whole base on each'})" if self.num_gpus > 1 else ''))
         rows = [{'phase': p['name'], 'peak GB': f"{p['peak_gb']:.1f}", 'what': p['detail']} for p in self.phases]
         card = (f"\npeak {self.peak_gb:.1f} GB of {self.gpu_memory_gb:g} GB ({RESERVE_GB} GB kept for CUDA itself)"
                 if self.gpu_memory_gb is not None else f"\npeak {self.peak_gb:.1f} GB")
@@ -370,10 +371,15 @@ class MemoryPlan:
 
     def _repr_markdown_(self): return str(self)
 
+def fsdp_shards(r:Request, num_gpus:int)->int:
+    "Cards the frozen base is split across: `num_gpus` under FSDP (distributed auto or fsdp), else 1 (DDP: whole on each)."
+    return num_gpus if num_gpus > 1 and r.distributed in ('auto', 'fsdp') else 1
+
 def _plan_for(r:Request, preset, num_gpus:int)->MemoryPlan:
-    s = settings_for(r, preset)
-    ph = [dict(name=p['name'], peak_gb=round(p['bytes'] / GiB, 2), detail=p['detail']) for p in phases(r, s, num_gpus)]
-    return MemoryPlan(s, ph, num_gpus=num_gpus, caching=caching_estimate(r))
+    s, shards = settings_for(r, preset), fsdp_shards(r, num_gpus)
+    if shards > 1: s.update(base_precision='bf16', offload='none')  # FSDP shards the compute-dtype base; training skips the base knobs
+    ph = [dict(name=p['name'], peak_gb=round(p['bytes'] / GiB, 2), detail=p['detail']) for p in phases(r, s, shards)]
+    return MemoryPlan(s, ph, num_gpus=num_gpus, fsdp=shards > 1, caching=caching_estimate(r))
 
 def free_gpu_gb(device='cuda')->float|None:
     "Free memory of the CUDA card in GB, or None without CUDA."

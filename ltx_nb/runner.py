@@ -17,10 +17,11 @@ from .rundir import VALIDATION_REEL, read_validation_index
 from .rundir import phase_label
 
 # %% auto #0
-__all__ = ['JOB_NOTEBOOK', 'JOB_DEFAULTS', 'JOB_SETTINGS', 'DEMO_TARGETS', 'job_notebook_path', 'demo_request_path',
-           'job_request', 'job_parameters_source', 'ReelPreview', 'reel_preview', 'RunOutputs', 'run_outputs', 'Job',
-           'expand_sweeps', 'plan_jobs', 'JobResult', 'run_job', 'summary_table', 'demo_figures', 'demo_report',
-           'RunInfo', 'run_info', 'RunsTable', 'list_runs']
+__all__ = ['JOB_NOTEBOOK', 'JOB_DEFAULTS', 'JOB_SETTINGS', 'DEMO_TARGETS', 'EXECUTORS', 'RAY_START_TRIES', 'job_notebook_path',
+           'demo_request_path', 'job_request', 'job_parameters_source', 'ReelPreview', 'reel_preview', 'RunOutputs',
+           'run_outputs', 'Job', 'expand_sweeps', 'plan_jobs', 'JobResult', 'run_job', 'summary_table', 'demo_figures',
+           'demo_report', 'job_gpus', 'start_ray', 'collect_ray', 'run_jobs', 'RunInfo', 'run_info', 'RunsTable',
+           'list_runs']
 
 # %% ../nbs/11_runner.ipynb #d4fb601a
 JOB_NOTEBOOK = 'train_v2v_masked.ipynb'
@@ -238,7 +239,7 @@ def summary_table(results:list[JobResult])->str:
     lines.insert(1, '  '.join('-' * n for n in w))
     return '\n'.join(lines + [f"  {r.label}: {r.error}  (see {r.notebook})" for r in results if r.error])
 
-# %% ../nbs/11_runner.ipynb #cd0024b7
+# %% ../nbs/11_runner.ipynb #42d27aa5
 DEMO_TARGETS = dict(psnr_end=18.0, psnr_gain=6.0, trained_vs_mismatched=0.6, trained_vs_untrained=0.5)  # issue #13
 
 def demo_figures(run_dir:str|Path, # a finished demo run
@@ -268,7 +269,86 @@ def demo_report(run_dir:str|Path)->str:
                          f"(target ≤ {t[k]:g}: {ok(f[k] <= t[k])})")
     return '\n'.join(lines)
 
-# %% ../nbs/11_runner.ipynb #effc24cc
+# %% ../nbs/11_runner.ipynb #cd0024b7
+EXECUTORS = ('local', 'ray')
+RAY_START_TRIES = 3  # local Ray instance starts before giving up
+
+def job_gpus(job:Job, # a planned job
+             cluster_gpus:float, # GPUs the cluster has (`ray.cluster_resources()`)
+            )->int:
+    "GPUs a job's Ray task asks for: one on a cluster with GPUs, unless its request says `device: cpu`."
+    return 0 if job.request.device == 'cpu' or not cluster_gpus else 1
+
+def start_ray(address:str|None=None, # a Ray cluster to join ('auto', 'ray://host:10001', 'host:6379'); None: start one
+              num_cpus:int|None=None, # CPUs of a local instance (None: Ray's default, every core)
+             )->bool:
+    "Connect to Ray; returns whether this call connected (so the caller shuts it down, stopping a local instance)."
+    import ray
+    if ray.is_initialized(): return False
+    if address: ray.init(address=address, log_to_driver=False); return True
+    for attempt in range(RAY_START_TRIES):  # a busy machine can miss the raylet's fixed 15 s agent window (ray#65983)
+        try:
+            ray.init(num_cpus=num_cpus, _node_ip_address='127.0.0.1', include_dashboard=False, log_to_driver=False)
+            return True
+        except Exception as e:
+            if 'timed out during startup' not in str(e) or attempt == RAY_START_TRIES - 1: raise
+            ray.shutdown()
+
+def _ray_job(job:Job, learning_check:bool)->JobResult:
+    "One job inside a Ray worker: the same papermill job as a local run."
+    return run_job(job, progress=False, learning_check=learning_check)
+
+def _lost_job(job:Job, e:BaseException, t0:float)->JobResult:
+    "The summary row of a job whose Ray task failed or whose worker died."
+    st, d = read_progress(job.run_dir), Path(job.run_dir)
+    msg = (str(e).strip().splitlines() or [type(e).__name__])[0][:300]
+    return JobResult(job.label, STATUS_FAILED, st.get('loss'), time.time() - t0, d, d/JOB_NOTEBOOK,
+                     f"{type(e).__name__}: {msg}; re-submit the sweep to resume it")
+
+# %% ../nbs/11_runner.ipynb #54db90b8
+def collect_ray(refs:dict, # Ray object ref → its Job
+                progress:bool=True, # one bar per job that follows its progress.json
+               )->list[JobResult]:
+    "Every task's `JobResult` (in the jobs' order), a failed or lost task as a failed row."
+    import ray
+    from tqdm.auto import tqdm
+    jobs, t0, done = list(refs.values()), time.time(), {}
+    bars = {id(j): tqdm(total=j.request.number_of_steps, desc=j.label, position=k, disable=not progress, dynamic_ncols=True)
+            for k, j in enumerate(jobs)}
+    pending = list(refs)
+    while pending:
+        ready, pending = ray.wait(pending, num_returns=len(pending), timeout=0.5)
+        for ref in ready:
+            job = refs[ref]
+            try: done[id(job)] = ray.get(ref)
+            except Exception as e: done[id(job)] = _lost_job(job, e, t0)  # RayTaskError, WorkerCrashedError, ...
+        for j in jobs:
+            n = read_progress(j.run_dir).get('step') or 0
+            if n > bars[id(j)].n: bars[id(j)].update(n - bars[id(j)].n)
+    for b in bars.values(): b.close()
+    return [done[id(j)] for j in jobs]
+
+def run_jobs(jobs:list[Job], # planned jobs (`plan_jobs`)
+             executor:str='local', # 'local': one after another here; 'ray': Ray tasks
+             address:str|None=None, # ray: the cluster to join; None: a local instance on 127.0.0.1, stopped after
+             progress:bool=True, learning_check:bool=False,
+             cpus_per_job:float=1, # ray: CPUs each task asks for
+            )->list[JobResult]:
+    "Run every job with `executor`; a failed job never stops the others."
+    if executor not in EXECUTORS: raise RequestError([f"--executor {executor!r}: use one of {', '.join(EXECUTORS)}"])
+    if executor == 'local': return [run_job(j, progress=progress, learning_check=learning_check) for j in jobs]
+    import ray
+    jobs = [dataclasses.replace(j, run_dir=Path(j.run_dir).absolute()) for j in jobs]  # workers run elsewhere
+    started = start_ray(address)
+    try:
+        gpus, task = ray.cluster_resources().get('GPU', 0), ray.remote(max_retries=0)(_ray_job)
+        refs = {task.options(num_cpus=cpus_per_job, num_gpus=job_gpus(j, gpus), name=j.label).remote(j, learning_check): j
+                for j in jobs}
+        return collect_ray(refs, progress)
+    finally:
+        if started: ray.shutdown()
+
+# %% ../nbs/11_runner.ipynb #cd0024b7
 @dataclass
 class RunInfo:
     "One run directory in the training history."

@@ -21,17 +21,18 @@ from .rundir import (TRACKING, PHASE_CHECKING, PHASE_CACHING, PHASE_LOADING, PHA
                            PHASE_SAVING, validation_dir)
 
 # %% auto #0
-__all__ = ['TIMESTEP_SAMPLERS', 'SIGMA_EPS', 'UNIFORM_SHARE', 'SCHEDULERS', 'SIGMA_BUCKETS', 'shift_mu', 'stretch_sigma',
-           'sample_sigma', 'MaskedBatch', 'masked_batch', 'stack_batches', 'masked_loss', 'step_loss', 'step_generator',
-           'item_index', 'draw_number', 'draw_item', 'step_batch', 'precision', 'make_optimizer', 'warmup_schedule',
-           'peak_memory_mb', 'lora_metadata_for', 'plot_loss', 'TrainingFailed', 'TrainResult', 'TrainState',
-           'enter_phase', 'tracker_settings', 'start_tracking', 'track', 'track_image', 'track_validation',
-           'check_features', 'start_run', 'check_data', 'check_run_dir', 'finished_result', 'prepare_run_dir',
-           'open_run', 'prepare_data', 'validation_callbacks', 'attach_lora', 'uses_memory_knobs', 'build_model',
-           'build_optimizer', 'resume', 'check_finite', 'apply_gradients', 'sigma_bucket_losses', 'log_step',
-           'dropout_rng', 'micro_step', 'train_step', 'StopSignals', 'save_state', 'validate', 'start_hooks',
-           'step_hooks', 'interrupt', 'make_bar', 'run_loop', 'finish', 'record_failure', 'loader_bars', 'train',
-           'masked_eval_loss', 'learning_check', 'prebuilt_state']
+__all__ = ['TIMESTEP_SAMPLERS', 'SIGMA_EPS', 'UNIFORM_SHARE', 'SCHEDULERS', 'DISTRIBUTED', 'LORA_MODULES', 'FSDP_BLOCK',
+           'SIGMA_BUCKETS', 'shift_mu', 'stretch_sigma', 'sample_sigma', 'MaskedBatch', 'masked_batch', 'stack_batches',
+           'masked_loss', 'step_loss', 'step_generator', 'item_index', 'draw_number', 'draw_item', 'step_batch',
+           'precision', 'make_optimizer', 'warmup_schedule', 'peak_memory_mb', 'lora_metadata_for', 'plot_loss',
+           'TrainingFailed', 'TrainResult', 'TrainState', 'enter_phase', 'tracker_settings', 'start_tracking', 'track',
+           'track_image', 'track_validation', 'fsdp_launched', 'distribution', 'check_distribution', 'check_features',
+           'start_run', 'check_data', 'check_run_dir', 'finished_result', 'prepare_run_dir', 'open_run', 'prepare_data',
+           'validation_callbacks', 'attach_lora', 'uses_memory_knobs', 'build_model', 'build_optimizer', 'resume',
+           'fsdp_plugin', 'distribute', 'check_finite', 'apply_gradients', 'sigma_bucket_losses', 'log_step',
+           'dropout_rng', 'grad_sync', 'micro_step', 'train_step', 'StopSignals', 'save_state', 'validate',
+           'start_hooks', 'step_hooks', 'interrupt', 'make_bar', 'run_loop', 'finish', 'record_failure', 'loader_bars',
+           'train', 'masked_eval_loss', 'learning_check', 'prebuilt_state']
 
 # %% ../nbs/08_train.ipynb #2e73e81b
 TIMESTEP_SAMPLERS = ('shifted_logit_normal_stretched', 'shifted_logit_normal', 'uniform')
@@ -242,7 +243,7 @@ def plot_loss(run_dir:Path, out:str=LOSS_PLOT)->Path|None:
     plt.close(fig)
     return Path(run_dir)/out
 
-# %% ../nbs/08_train.ipynb #ca347d80
+# %% ../nbs/08_train.ipynb #1093f5c6
 class TrainingFailed(LtxNbError):
     "Training stopped (non-finite loss); the last good checkpoint is kept."
 
@@ -307,6 +308,8 @@ class TrainState:
     empty: tuple|None = None      # (context, mask) of the empty prompt, for caption dropout
     grad_norm: float|None = None  # the last update's gradient norm (before clipping)
     t_checking: float|None = None # when checking the data began (its phase is recorded once the run directory is ours)
+    mode: str = 'single'          # how the processes share the run: single, ddp, fsdp or allreduce (`distribution`)
+    model: object = None          # what runs the forward: the transformer, or its DDP/FSDP-wrapped self
 
     @property
     def main(self)->bool: return self.acc.is_main_process
@@ -315,7 +318,7 @@ class TrainState:
     @property
     def world(self)->int: return self.acc.num_processes
 
-# %% ../nbs/08_train.ipynb #d7250fb0
+# %% ../nbs/08_train.ipynb #4f685ff7
 def enter_phase(st, name:str, # the `TrainState`; one of `ltx_nb.rundir.PHASES`
                 done:int|None=None, total:int|None=None, # n/N of a counted phase
                ):
@@ -355,8 +358,53 @@ def track_validation(st, point):
     track(st, {f'validation/entry{k}/{key}': v for k, m in enumerate(point.get('metrics', [])) for key, v in m.items()}, point['step'])
     sheet = validation_dir(st.run_dir)/point['sheet'] if point.get('sheet') else None
     if sheet is not None and sheet.exists(): track_image(st, 'validation/sheet', sheet, point['step'])
+# ### Several processes: DDP or FSDP through accelerate
+#
+# Under `accelerate launch` every process runs `train`. How they share the work is the request's `distributed`
+# (default `auto`): **ddp** wraps the transformer in accelerate's `prepare` (PyTorch's DistributedDataParallel averages
+# the LoRA's gradients, bucketed and overlapped with the backward); **fsdp** hands it to accelerate's FSDP2 plugin
+# (`fsdp2_prepare_model`, one shard group per transformer block), which splits the frozen base across the processes
+# so that two cards hold a base one cannot; the LoRA modules are left out of the shards (`ignored_modules`), stay
+# whole on every process, and their gradients are averaged by one all-reduce each, so checkpoints and `lora.safetensors`
+# are written by the main process exactly as in a one-process run. **allreduce** is that per-tensor all-reduce alone
+# (the older path, kept for the side-by-side measurement). `auto` picks fsdp when the launch config asks for FSDP
+# (`ACCELERATE_USE_FSDP`, which accelerate itself ignores on the CPU), else ddp. One process is always `single`:
+# nothing wraps the model. FSDP's forward needs every process, while validation samples on the main one alone: a
+# request with validation entries is refused under fsdp (sample the LoRA afterwards with `ltx-nb sample`).
+# Under fsdp the base's memory knobs (fp8 storage, block offload, 8/4-bit) are not applied: the base loads on the CPU in
+# the compute dtype and FSDP moves each process's shard to its card (`ltx-nb plan --num-gpus N` plans it that way).
 
-# %% ../nbs/08_train.ipynb #da6925d2
+# %% ../nbs/08_train.ipynb #d7250fb0
+DISTRIBUTED = ('auto', 'ddp', 'fsdp', 'allreduce')  # the request's `distributed`
+LORA_MODULES = r'.*\.lora_[AB]'  # FSDP's `ignored_modules`: the LoRA stays whole (unsharded) on every process
+FSDP_BLOCK = 'LTX2VideoTransformerBlock'  # FSDP's unit: one transformer block (diffusers' class name)
+
+def fsdp_launched(acc)->bool:
+    "Whether `accelerate launch` was given an FSDP config (on the CPU accelerate itself ignores it)."
+    from accelerate.utils import DistributedType
+    return acc.distributed_type == DistributedType.FSDP or os.environ.get('ACCELERATE_USE_FSDP', 'false').lower() == 'true'
+
+def distribution(r:Request, # the request (its `distributed`)
+                 world:int, # processes of the run
+                 fsdp_launch:bool=False, # `fsdp_launched`
+                )->str:
+    "How the processes share the run: 'single' (one process), 'ddp', 'fsdp' or 'allreduce'."
+    if world == 1: return 'single'
+    if r.distributed == 'auto': return 'fsdp' if fsdp_launch else 'ddp'
+    return r.distributed
+
+def check_distribution(r:Request, mode:str):
+    "Refuse what cannot run under `mode`, before anything runs."
+    problems = []
+    if mode == 'fsdp' and r.validation:
+        problems.append("validation: FSDP's forward needs every process, validation samples on the main process alone: "
+                        "remove the validation entries (sample the LoRA afterwards with `ltx-nb sample`) or set distributed ddp")
+    if mode == 'fsdp' and (r.offload == 'blocks' or r.base_precision in ('fp8', 'int8', 'nf4')):
+        problems.append(f"offload {r.offload!r} / base_precision {r.base_precision!r}: not combined with distributed fsdp "
+                        "(FSDP already splits the base); set them to auto, or use distributed ddp")
+    if problems: raise RequestError(problems)
+
+# %% ../nbs/08_train.ipynb #5975b35f
 def check_features(r:Request, device:str):
     "Refuse, before anything runs, the training features that cannot work on `device`."
     problems = []
@@ -380,7 +428,9 @@ def start_run(r:Request|dict|str, # a request, its dict, or a request JSON path
     mp, gc_on = precision(r, device)
     run_dir = Path(run_dir or r.run_dir or default_run_dir(r)).absolute()
     acc = Accelerator(mixed_precision=mp, cpu=device == 'cpu', **tracker_settings(r, run_dir))
-    return TrainState(r, run_dir, acc, device, mp, gc_on)
+    mode = distribution(r, acc.num_processes, fsdp_launched(acc))
+    check_distribution(r, mode)
+    return TrainState(r, run_dir, acc, device, mp, gc_on, mode=mode)
 
 def check_data(st:TrainState, progress:bool=True):
     "The dataset report of the request (main process first) and the digests of its qualifying files."
@@ -459,7 +509,7 @@ def validation_callbacks(st:TrainState, callbacks=None)->list:
             st.log.warn(f"validation at step {step} failed: {type(e).__name__}: {e}; training goes on, the LoRA is kept", step)
     return [validate]
 
-# %% ../nbs/08_train.ipynb #482dc4fd
+# %% ../nbs/08_train.ipynb #9bc0a987
 def attach_lora(transformer, # the loaded base transformer; adapted in place
                 rank:int, seed:int, # LoRA rank; the seed of its initialisation
                 gradient_checkpointing:bool=False,
@@ -486,16 +536,16 @@ def build_model(st:TrainState):
     "Load the (video-only) base transformer of the request, stored and placed by its memory knobs, and attach its LoRA."
     from ltx_nb.model import load_transformer, compute_dtype
     from ltx_nb.memory import apply_memory_settings
-    r, knobs = st.r, uses_memory_knobs(st.r, st.device)
+    r, knobs = st.r, uses_memory_knobs(st.r, st.device) and st.mode != 'fsdp'  # FSDP places the shards itself
     enter_phase(st, PHASE_LOADING)
-    tr = load_transformer(r.model, compute_dtype(st.device, r.mixed_precision), 'cpu' if knobs else st.acc.device)
+    tr = load_transformer(r.model, compute_dtype(st.device, r.mixed_precision), 'cpu' if knobs or st.mode == 'fsdp' else st.acc.device)
     st.transformer = apply_memory_settings(tr, r, st.device) if knobs else tr  # the CPU copy never lands whole on a small card
     st.params = attach_lora(st.transformer, r.rank, r.seed, st.gradient_checkpointing, r.lora_alpha, r.lora_dropout)
     st.meta = lora_metadata_for(r)
     if r.compile:  # block by block, as diffusers' `compile_repeated_blocks`: one graph reused by every block
         for blk in st.transformer.transformer_blocks: blk.compile()
 
-# %% ../nbs/08_train.ipynb #3cfb3d29
+# %% ../nbs/08_train.ipynb #1e9af69b
 def build_optimizer(st:TrainState):
     "The request's optimizer over the LoRA weights and its warm-up schedule."
     st.optimizer = make_optimizer(st.params, st.r, st.device)
@@ -513,7 +563,29 @@ def resume(st:TrainState):
     enter_phase(st, PHASE_TRAINING)
     for msg in skipped: st.log.warn(msg, st.start)
 
-# %% ../nbs/08_train.ipynb #8f316bad
+def fsdp_plugin(acc, # the run's `Accelerator`
+               ):
+    "accelerate's FSDP2 plugin for the run: the launch config's FSDP_* settings, block-wise units, the LoRA left whole."
+    from accelerate.utils import FullyShardedDataParallelPlugin
+    if os.environ.get('FSDP_VERSION', '2') != '2':
+        raise RequestError([f"accelerate config: fsdp_version {os.environ['FSDP_VERSION']} is not supported; use fsdp_version: 2 "
+                            "(ltx_nb/configs/accelerate/fsdp.yaml)"])
+    p = FullyShardedDataParallelPlugin(fsdp_version=2, auto_wrap_policy='transformer_based_wrap',
+                                       transformer_cls_names_to_wrap=[FSDP_BLOCK], ignored_modules=LORA_MODULES)
+    if acc.mixed_precision != 'no': p.set_mixed_precision(acc.mixed_precision)
+    return p
+
+def distribute(st:TrainState):
+    "Wrap the model (and optimizer) for the run's mode: accelerate's DDP, accelerate's FSDP2, or nothing."
+    st.model = st.transformer
+    if st.mode == 'ddp':  # placement stays the memory knobs' (a CPU-offloaded base must not move)
+        st.model, st.optimizer = st.acc.prepare(st.transformer, st.optimizer, device_placement=[False, False])
+    elif st.mode == 'fsdp':
+        from accelerate.utils.fsdp_utils import fsdp2_prepare_model
+        st.acc.state.fsdp_plugin = fsdp_plugin(st.acc)  # on the CPU accelerate made none: the same plugin, ours
+        st.model = fsdp2_prepare_model(st.acc, st.transformer)
+
+# %% ../nbs/08_train.ipynb #6e700a5e
 def check_finite(st:TrainState, loss, step:int):
     "The loss of every process; a non-finite one fails the run, keeping the last good checkpoint."
     import torch
@@ -527,11 +599,11 @@ def check_finite(st:TrainState, loss, step:int):
     return losses
 
 def apply_gradients(st:TrainState):
-    "Average the LoRA gradients over processes, clip them, step optimizer and schedule, clear them."
+    "Average the LoRA gradients over processes (unless DDP did), clip them, step optimizer and schedule, clear them."
     import torch
-    if st.world > 1:
+    if st.mode in ('allreduce', 'fsdp'):  # DDP averaged them in the backward; FSDP leaves the (unsharded) LoRA to us
         import torch.distributed as dist
-        for p in st.params:  # the LoRA is small: no DDP wrapper needed
+        for p in st.params:
             if p.grad is not None: dist.all_reduce(p.grad); p.grad /= st.world
     norm = torch.nn.utils.clip_grad_norm_(st.params, st.r.max_grad_norm or float('inf'))  # inf: measured, not clipped
     st.grad_norm = float(norm)
@@ -567,15 +639,22 @@ def dropout_rng(st:TrainState, step:int, micro:int):
         def __exit__(self, *exc): return fork.__exit__(*exc)
     return _Seeded()
 
+def grad_sync(st:TrainState, micro:int):
+    "DDP's `no_sync` on every micro-step but an update's last: one gradient all-reduce per update."
+    import contextlib
+    last = micro == st.r.gradient_accumulation_steps - 1
+    return contextlib.nullcontext() if st.mode != 'ddp' or last else st.acc.no_sync(st.model)
+
 def micro_step(st:TrainState, step:int, micro:int, mark):
     "Forward and backward of one micro-step; returns (batch, per-item losses and σ of every process's items)."
     b, sigmas = step_batch(st.transformer, st.items, st.r, step, st.rank, st.world, st.acc.device, micro, st.empty)
     mark('batch')
-    with dropout_rng(st, step, micro), st.acc.autocast():
-        per = step_loss(st.transformer, b, st.r.frame_rate, per_sample=True)
-    loss = per.mean(); mark('forward')
-    losses = check_finite(st, per, step); mark('gather+check')
-    (loss / st.r.gradient_accumulation_steps).backward(); mark('backward')
+    with grad_sync(st, micro):
+        with dropout_rng(st, step, micro), st.acc.autocast():
+            per = step_loss(st.transformer, b, st.r.frame_rate, model=st.model, per_sample=True)
+        loss = per.mean(); mark('forward')
+        losses = check_finite(st, per, step); mark('gather+check')
+        (loss / st.r.gradient_accumulation_steps).backward(); mark('backward')
     if st.world > 1:  # every process's σ, in the order of the gathered losses, for the per-σ metrics
         import torch
         sigmas = st.acc.gather(torch.tensor(sigmas, dtype=torch.float64, device=st.acc.device)).tolist()
@@ -678,7 +757,7 @@ def run_loop(st:TrainState, progress:bool=True)->float:
     finally: sig.defer = False; st.bar.close()
     return time.perf_counter() - t0
 
-# %% ../nbs/08_train.ipynb #241ae43d
+# %% ../nbs/08_train.ipynb #d8388dd6
 def finish(st:TrainState, wall:float)->TrainResult:
     "Save the final checkpoint and LoRA, validate, plot, and mark the run completed with its summary."
     from ltx_nb.bench import throughput  # the same counters as the benchmarks
@@ -691,7 +770,7 @@ def finish(st:TrainState, wall:float)->TrainResult:
                          dtype=st.r.lora_dtype)  # checkpoints stay fp32
     validate(st, total)
     summary = dict(steps_trained=trained, wall_s=wall, **throughput(st.tokens_per_step, trained, wall),
-                   peak_memory_mb=peak_memory_mb(st.device), processes=st.world, device=st.device,
+                   peak_memory_mb=peak_memory_mb(st.device), processes=st.world, distributed=st.mode, device=st.device,
                    mixed_precision=st.mixed_precision, gradient_checkpointing=st.gradient_checkpointing, resumed_from=st.start,
                    audio_branch_loaded=audio_branch_loaded(st.transformer))
     if st.main:
@@ -711,7 +790,7 @@ def record_failure(st:TrainState, e:BaseException):
     try: st.log.update(status=STATUS_FAILED, error=f'{type(e).__name__}: {e}')
     except OSError: pass  # the run directory itself is what failed
 
-# %% ../nbs/08_train.ipynb #501d9912
+# %% ../nbs/08_train.ipynb #69555698
 def loader_bars(show:bool # keep transformers' and diffusers' own bars
                ):
     "A context that hides the weight-loading bars (a saved job record keeps no stuck 'Loading weights: 0%' lines)."
@@ -746,6 +825,7 @@ def train(r:Request|dict|str, # a request, its dict, or a request JSON path
             st.callbacks = validation_callbacks(st, callbacks)
             build_model(st)
             build_optimizer(st)
+            distribute(st)
             resume(st)
             return finish(st, run_loop(st, progress))
         except BaseException as e:

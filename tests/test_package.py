@@ -42,6 +42,8 @@ def test_wheel_ships_job_notebook_and_imports_from_site_packages(wheel_env):
     assert 'ltx_nb/job_notebooks/train_v2v_masked.ipynb' in names
     for c in ('vae', 'connectors', 'scheduler'):  # LTX-2.3 configs for Lightricks' single-file checkpoints (no Hub at run time)
         assert f'ltx_nb/configs/ltx-2.3/{c}/config.json' in names, c
+    for c in ('1gpu', 'ddp', 'fsdp', 'ddp_2nodes'):  # the accelerate launch configs of the README
+        assert f'ltx_nb/configs/accelerate/{c}.yaml' in names, c
     out = subprocess.run([str(wheel_env['bin']/'python'), '-c', 'import ltx_nb; print(ltx_nb.__file__)'], cwd=wheel_env['work'],
                          env=wheel_env['env'], capture_output=True, text=True, check=True).stdout
     assert 'site-packages' in out and str(ROOT) not in out
