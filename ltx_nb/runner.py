@@ -348,7 +348,7 @@ def run_jobs(jobs:list[Job], # planned jobs (`plan_jobs`)
     finally:
         if started: ray.shutdown()
 
-# %% ../nbs/11_runner.ipynb #cd0024b7
+# %% ../nbs/11_runner.ipynb #3610198b
 @dataclass
 class RunInfo:
     "One run directory in the training history."
