@@ -160,6 +160,8 @@ def test_each_encoder_is_collected_before_the_next_loads(small_data, tmp_path, m
         gc.collect(); seen['vae alive at text-encoder load'] = refs['vae']() is not None
         te = load_te(model, None, 'cpu'); refs['te'], refs['gemma'] = weakref.ref(te), weakref.ref(te.text_encoder); return te
     monkeypatch.setattr(M, 'load_vae', spy_vae); monkeypatch.setattr(M, 'load_text_encoder', spy_te)
+    import ltx_nb.memory as MEM  # the text encoder's placement after loading: kept on the CPU here
+    monkeypatch.setattr(MEM, 'apply_text_encoder_settings', lambda te, r, device: te)
     r = _req(small_data)
     # device 'cuda' only picks the dtype here (the spies load on the CPU): bf16 for both encoders
     cache_dataset(check_dataset(r, tmp_path/'work', progress=False), r, tmp_path/'cache', device='cuda', progress=False)
