@@ -118,8 +118,25 @@ def build_vae(seed:int=0):
     return AutoencoderKLLTX2Video(latent_channels=TINY_VIDEO['latent_channels'], **VAE_CFG,
         spatio_temporal_scaling=(True,)*4, decoder_spatio_temporal_scaling=(True,)*3, decoder_inject_noise=(False,)*4,
         downsample_type=('spatial', 'temporal', 'spatiotemporal', 'spatiotemporal'), upsample_type=('spatiotemporal',)*3,
-        upsample_residual=(True,)*3, upsample_factor=(2, 2, 2), patch_size=4, patch_size_t=1,
+        upsample_residual=(False,)*3, upsample_factor=(2, 2, 2), patch_size=4, patch_size_t=1,
         encoder_causal=True, decoder_causal=False, spatial_compression_ratio=32, temporal_compression_ratio=8)
+
+
+def icnr_(conv, group:int):
+    "Copy the first output channel of each group of `group` sub-pixel channels over the rest (ICNR init)."
+    w, b = conv.weight.data, conv.bias.data
+    o = w.shape[0]
+    w.copy_(w.view(o//group, group, *w.shape[1:])[:, :1].expand(-1, group, *[-1]*(w.dim() - 1)).reshape_as(w))
+    b.copy_(b.view(o//group, group)[:, :1].expand(-1, group).reshape_as(b))
+
+
+def icnr_decoder(vae):
+    "Initialise the decoder's depth-to-space convs (upsamplers, the 4×4 unpatchify of conv_out) as nearest-neighbour upsampling."
+    d = vae.decoder
+    for ub in d.up_blocks:
+        for up in (ub.upsamplers or []): icnr_(up.conv.conv, up.stride[0]*up.stride[1]*up.stride[2])
+    icnr_(d.conv_out.conv, d.patch_size_t*d.patch_size**2)
+    return vae
 
 
 def to_x(clips)->"torch.Tensor":
@@ -178,26 +195,26 @@ def warm_start(vae, opt, clips, steps:int, batch:int):
         if (step + 1) % 50 == 0: print(f"vae warm start {step + 1} loss {loss.item():.4f}", flush=True)
 
 
-def train_vae(work:Path, steps:int, pool:int=320, batch:int=2, lr:float=1e-3, warm:int=250, anchor:float=1.0):
+def train_vae(work:Path, steps:int, pool:int=320, batch:int=2, lr:float=1e-3, warm:int=100, anchor:float=1.0, crop:int=64):
     "Train the VAE as an autoencoder on a pool of crops for `steps` updates; calibrate latents_mean/std; save it."
     import torch
     torch.manual_seed(0)
     t0 = time.perf_counter()
-    clips = [vae_clip(TRAIN_SEED, k) for k in range(pool)]
+    clips = [vae_clip(TRAIN_SEED, k, crop) for k in range(pool)]
     print(f"vae: {pool} training crops in {time.perf_counter() - t0:.0f} s", flush=True)
-    vae = build_vae(0).train()
+    vae = icnr_decoder(build_vae(0)).train()
     opt = torch.optim.AdamW(vae.parameters(), lr=lr, weight_decay=0.0)
     warm_start(vae, opt, clips, warm, batch)
     g, step, t1, hist = np.random.default_rng([TRAIN_SEED, 10**6]), 0, time.perf_counter(), []
     while step < steps:
         frac = step/steps
-        for pg in opt.param_groups: pg['lr'] = 0.5*lr*(0.5*(1 + np.cos(np.pi*frac))*0.95 + 0.05)
+        for pg in opt.param_groups: pg['lr'] = lr*min(1.0, (step + 1)/50)*(0.5*(1 + np.cos(np.pi*frac))*0.95 + 0.05)
         x = to_x([clips[j] for j in g.integers(0, pool, batch)])
         z = vae.encode(x).latent_dist.mode()
         zn = z + 0.03*z.detach().std()*torch.randn_like(z)  # a little latent noise: the decoder sees imperfect latents
         y = vae.decode(zn, return_dict=False)[0]
-        t = pooled_latent(x)  # the anchor that keeps the encoder's information path open (it collapses without it)
-        loss = (y - x).pow(2).mean() + anchor*(1 - frac)*(z - t).pow(2).mean()
+        loss = (y - x).pow(2).mean()
+        if anchor: loss = loss + anchor*(1 - frac)*(z - pooled_latent(x)).pow(2).mean()  # optional fading anchor (off by default)
         opt.zero_grad(); loss.backward(); torch.nn.utils.clip_grad_norm_(vae.parameters(), 1.0); opt.step()
         hist.append(loss.item()); step += 1
         if step % 100 == 0: print(f"vae step {step} loss {np.mean(hist[-100:]):.4f} ({time.perf_counter() - t1:.0f} s)", flush=True)
