@@ -13,13 +13,13 @@ from typing import Any
 
 # %% auto #0
 __all__ = ['VAE_FRAMES', 'VAE_PIXELS', 'RESOLUTIONS', 'ASPECT_RATIOS', 'VIDEO_EXTS', 'IMAGE_EXTS', 'MAX_JSON_BYTES', 'QUIET_ENV',
-           'DEFAULT_MODEL', 'EMBEDDED_MODEL', 'TRAINING_TYPE', 'DEFAULT_NEGATIVE_PROMPT', 'VALIDATION_KEYS',
-           'SCENE_SPLIT_REFUSAL', 'VRAM_PRESETS', 'TRACKERS', 'FEATURE_FIELDS', 'LtxNbError', 'RequestError',
-           'snap_frames', 'latent_frames', 'latent_grid', 'pixel_frame_span', 'bucket_size', 'exact_reference',
-           'exact_reference_buckets', 'media_kind', 'cache_dir', 'source_problem', 'check_regular_file',
-           'os_error_message', 'load_json', 'show_progress', 'atomic_path', 'write_json', 'Request', 'is_remote',
-           'resolve_source', 'report_to_names', 'tracker_problems', 'parse_request', 'load_request', 'parse_override',
-           'request_hash']
+           'DEFAULT_MODEL', 'EMBEDDED_MODEL', 'EMBEDDED_RANDOM', 'TRAINING_TYPE', 'DEFAULT_NEGATIVE_PROMPT',
+           'VALIDATION_KEYS', 'SCENE_SPLIT_REFUSAL', 'VRAM_PRESETS', 'TRACKERS', 'FEATURE_FIELDS', 'LtxNbError',
+           'RequestError', 'snap_frames', 'latent_frames', 'latent_grid', 'pixel_frame_span', 'bucket_size',
+           'exact_reference', 'exact_reference_buckets', 'media_kind', 'cache_dir', 'source_problem',
+           'check_regular_file', 'os_error_message', 'load_json', 'show_progress', 'atomic_path', 'write_json',
+           'Request', 'is_remote', 'resolve_source', 'report_to_names', 'tracker_problems', 'parse_request',
+           'load_request', 'parse_override', 'request_hash']
 
 # %% ../nbs/00_core.ipynb #4f2d1e0c
 class LtxNbError(Exception):
@@ -214,9 +214,10 @@ def write_json(path:str|Path, obj)->Path:
     with atomic_path(path) as t: t.write_text(json.dumps(obj, indent=2, default=str, ensure_ascii=False))
     return Path(path)
 
-# %% ../nbs/00_core.ipynb #8593d9cb
+# %% ../nbs/00_core.ipynb #3b059416
 DEFAULT_MODEL = 'diffusers/LTX-2.3-Diffusers'
-EMBEDDED_MODEL = 'embedded:tiny'  # the tiny random LTX-2.3 built offline by `ltx_nb.model`
+EMBEDDED_MODEL = 'embedded:tiny'  # the tiny LTX-2.3 trained on synthetic clips, shipped in the package (`ltx_nb.model`)
+EMBEDDED_RANDOM = 'embedded:random'  # its untrained twin, built offline from a seed, for shape tests
 TRAINING_TYPE = 'v2v-masked'
 DEFAULT_NEGATIVE_PROMPT = ('worst quality, low quality, blurry, out of focus, jittery, distorted, deformed, '
     'inconsistent motion, flickering, artifacts, compression artifacts, watermark, text, subtitles, '
@@ -259,7 +260,7 @@ class Request:
     stg_scale: float = _p(1.0, 'spatio-temporal guidance scale during validation', lo=0.0, hi=3.0, kind=float)
     debug_dataset: bool = _p(False, 'also write debug_dataset.zip of the preprocessed data', kind=bool)
     # local additions
-    model: str = _p(DEFAULT_MODEL, f'diffusers-format directory, hub id or Lightricks single-file .safetensors; {EMBEDDED_MODEL!r} for the tiny offline model', kind=str, seed=False)
+    model: str = _p(DEFAULT_MODEL, f'diffusers-format directory, hub id or Lightricks single-file .safetensors; {EMBEDDED_MODEL!r} for the tiny offline model (trained on synthetic clips), {EMBEDDED_RANDOM!r} for its untrained twin', kind=str, seed=False)
     device: str = _p('auto', 'auto, cpu, cuda or cuda:N', kind=str, seed=False)
     seed: int = _p(42, 'random seed for noise, data order and validation', lo=0, hi=2**32-1, kind=int, seed=False)
     run_dir: str = _p(None, 'run directory; default outputs/<request hash>, so re-running a job resumes it', kind=str, seed=False)
@@ -423,7 +424,7 @@ def _resolve_paths(r:Request, base_dir, problems:list):
     for i, e in enumerate(r.validation):
         for k in VALIDATION_KEYS[1:]:
             if isinstance(e.get(k), str) and e[k]: e[k] = res(f"validation[{i}].{k}", e[k])
-    if base_dir is not None and r.model not in (DEFAULT_MODEL, EMBEDDED_MODEL):
+    if base_dir is not None and r.model not in (DEFAULT_MODEL, EMBEDDED_MODEL, EMBEDDED_RANDOM):
         cand = Path(base_dir)/r.model
         if not Path(r.model).is_absolute() and cand.exists(): r.model = str(cand)
     if r.run_dir and base_dir is not None and not Path(r.run_dir).is_absolute(): r.run_dir = str(Path(base_dir)/r.run_dir)

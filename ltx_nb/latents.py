@@ -56,7 +56,7 @@ def latent_key(item:TripletReport, r:Request, model:str, dtype='float32')->str:
     "Cache key of a triplet's latents, keep-mask and fps (v2: entries carry the fps the model is told; the VAE's dtype counts)."
     files = [file_digest(item.paths[k]) for k in ('reference', 'target', 'mask')]
     s = {k: v for k, v in dataset_settings(r).items() if k != 'trigger_phrase'}
-    return _key('latents-v3', files, s, component_fingerprint(model, 'vae'), str(dtype).removeprefix('torch.'), TILE_ABOVE)  # v3: also near-bucket clips decode full size, then resize
+    return _key('latents-v4', files, s, component_fingerprint(model, 'vae'), str(dtype).removeprefix('torch.'), TILE_ABOVE)  # v3: near-bucket clips decode full size, then resize; v4: the trained embedded VAE
 
 def text_key(prompt:str, model:str, dtype='float32',
              text_encoder:str|None=None, # the Gemma 3 folder of a single-file `model`

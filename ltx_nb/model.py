@@ -6,28 +6,29 @@ Docs: https://ltx-nb.github.io/ltx_nb/model.html.md"""
 
 # %% ../nbs/06_model.ipynb #bc5f846a
 from __future__ import annotations
-import functools, json, math, os, re, shutil, tempfile
+import functools, hashlib, json, math, os, re, shutil, tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from .core import EMBEDDED_MODEL, DEFAULT_MODEL, TRAINING_TYPE, cache_dir, DEFAULT_NEGATIVE_PROMPT, RequestError, latent_grid, VAE_FRAMES, VAE_PIXELS, atomic_path
+from .core import EMBEDDED_MODEL, EMBEDDED_RANDOM, DEFAULT_MODEL, TRAINING_TYPE, cache_dir, DEFAULT_NEGATIVE_PROMPT, RequestError, latent_grid, VAE_FRAMES, VAE_PIXELS, atomic_path
 
 # %% auto #0
-__all__ = ['TINY_MODEL_VERSION', 'TINY_TEXT', 'TINY_VIDEO', 'TINY_AUDIO', 'TINY_REGISTERS', 'AUDIO_BRANCH', 'LORA_TARGETS',
-           'LORA_PREFIX', 'LTX23_CONFIG', 'WEIGHT_BITS', 'build_tiny_model', 'embedded_model_dir', 'resolve_model',
-           'is_audio_key', 'strip_audio', 'SafetensorsState', 'video_only_transformer', 'transformer_weight_files',
-           'load_video_only', 'load_transformer', 'load_vae', 'load_scheduler', 'TextEncoder', 'load_text_encoder',
-           'pack_latents', 'unpack_tokens', 'video_coords', 'sequence_coords', 'resolve_device', 'mixed_precision_for',
-           'compute_dtype', 'encode_video', 'decode_latents', 'transformer_inputs', 'forward_video', 'stg_blocks_for',
+__all__ = ['TINY_MODEL_VERSION', 'TINY_TEXT', 'TINY_VIDEO', 'TINY_AUDIO', 'TINY_REGISTERS', 'SHIPPED_COMPONENTS', 'AUDIO_BRANCH',
+           'LORA_TARGETS', 'LORA_PREFIX', 'LTX23_CONFIG', 'WEIGHT_BITS', 'build_tiny_model', 'shipped_dir',
+           'shipped_manifest', 'install_shipped', 'embedded_model_dir', 'resolve_model', 'is_audio_key', 'strip_audio',
+           'SafetensorsState', 'video_only_transformer', 'transformer_weight_files', 'load_video_only',
+           'load_transformer', 'load_vae', 'load_scheduler', 'TextEncoder', 'load_text_encoder', 'pack_latents',
+           'unpack_tokens', 'video_coords', 'sequence_coords', 'resolve_device', 'mixed_precision_for', 'compute_dtype',
+           'encode_video', 'decode_latents', 'transformer_inputs', 'forward_video', 'stg_blocks_for',
            'lora_target_modules', 'add_lora', 'lora_state', 'save_lora', 'folded_lora_state', 'lora_metadata',
            'load_lora_state', 'set_lora_state', 'audio_branch_loaded', 'ltx23_transformer_config',
            'transformer_parameters', 'transformer_weight_bytes']
 
 # %% ../nbs/06_model.ipynb #32696fb0
-TINY_MODEL_VERSION = '1'  # bump when the recipe below changes, so cached copies are rebuilt
+TINY_MODEL_VERSION = '2'  # bump when the recipe below or the shipped weights change, so cached copies are rebuilt (2: trained weights)
 TINY_TEXT = dict(hidden=32, layers=2, heads=2, vocab=512)  # Gemma-3 text tower
 TINY_VIDEO = dict(heads=4, head_dim=16, layers=2, latent_channels=16)  # transformer inner dim 64
 TINY_AUDIO = dict(heads=2, head_dim=8, latent_channels=4, mel_bins=8)  # audio inner dim 16
@@ -161,24 +162,53 @@ def build_tiny_model(dest:str|Path, # folder to write the diffusers-format pipel
     return dest
 
 # %% ../nbs/06_model.ipynb #78e1dcc2
-def embedded_model_dir()->Path:
+SHIPPED_COMPONENTS = ('vae', 'transformer')  # trained by tools/train_tiny.py; the rest stay as `_tiny_components` builds them
+
+def shipped_dir()->Path:
+    "The package-data folder of the trained tiny model's weights and manifest."
+    return Path(__file__).resolve().parent/'embedded'/'tiny'
+
+def shipped_manifest()->dict:
+    "The trained tiny model's manifest: configs, sha256 per file, seeds, quality figures."
+    p = shipped_dir()/'manifest.json'
+    if not p.is_file(): raise RequestError([f"model 'embedded:tiny': the package data {p} is missing; reinstall ltx_nb, "
+                                            f"or use 'embedded:random' (the untrained twin) for shape tests"])
+    return json.loads(p.read_text())
+
+def install_shipped(dest:Path, # a pipeline folder built by `build_tiny_model`
+                   )->Path:
+    "Replace `dest`'s VAE and transformer by the shipped trained ones, checking every file's sha256 against the manifest."
+    man, src = shipped_manifest(), shipped_dir()
+    for rel, digest in man['sha256'].items():
+        data = (src/rel).read_bytes()
+        if hashlib.sha256(data).hexdigest() != digest:
+            raise RequestError([f"model 'embedded:tiny': {src/rel} does not match its manifest (sha256); reinstall ltx_nb"])
+        (dest/rel).write_bytes(data)
+    return dest
+
+# %% ../nbs/06_model.ipynb #4672bdcd
+def embedded_model_dir(kind:str='tiny', # 'tiny' (trained, shipped weights) or 'random' (untrained, for shape tests)
+                      )->Path:
     "The tiny LTX-2.3 pipeline folder, built into the cache on first use (atomically)."
-    dest = cache_dir()/f'embedded-tiny-{TINY_MODEL_VERSION}'
+    assert kind in ('tiny', 'random'), kind
+    dest = cache_dir()/f'embedded-{kind}-{TINY_MODEL_VERSION}'
     if (dest/'model_index.json').is_file(): return dest
-    tmp = Path(tempfile.mkdtemp(prefix='.embedded-tiny-', dir=dest.parent))
+    tmp = Path(tempfile.mkdtemp(prefix=f'.embedded-{kind}-', dir=dest.parent))
     try:
         build_tiny_model(tmp/'model')
+        if kind == 'tiny': install_shipped(tmp/'model')
         try: os.rename(tmp/'model', dest)
         except OSError:  # another process finished first: use its copy
             if not (dest/'model_index.json').is_file(): raise
     finally: shutil.rmtree(tmp, ignore_errors=True)
     return dest
 
-# %% ../nbs/06_model.ipynb #4672bdcd
+# %% ../nbs/06_model.ipynb #f7bb071c
 def resolve_model(model:str|Path, # 'embedded:tiny', a diffusers-format directory, a Lightricks single file or a Hub id
                  )->str|Path:
     "Where to load `model` from: the tiny model's cache folder, a local directory or single file, or the Hub id unchanged."
-    if str(model) == EMBEDDED_MODEL: return embedded_model_dir()
+    if str(model) == EMBEDDED_MODEL: return embedded_model_dir('tiny')
+    if str(model) == EMBEDDED_RANDOM: return embedded_model_dir('random')
     p = Path(str(model)).expanduser()
     if p.is_dir() or p.suffix == '.safetensors' and p.is_file(): return p  # a Lightricks single file: `ltx_format`
     s = str(model)
