@@ -31,8 +31,8 @@ __all__ = ['TIMESTEP_SAMPLERS', 'SIGMA_EPS', 'UNIFORM_SHARE', 'SCHEDULERS', 'DIS
            'validation_callbacks', 'attach_lora', 'uses_memory_knobs', 'build_model', 'build_optimizer', 'resume',
            'fsdp_plugin', 'distribute', 'check_finite', 'apply_gradients', 'sigma_bucket_losses', 'log_step',
            'dropout_rng', 'grad_sync', 'micro_step', 'train_step', 'StopSignals', 'save_state', 'validate',
-           'start_hooks', 'step_hooks', 'interrupt', 'make_bar', 'run_loop', 'finish', 'record_failure', 'loader_bars',
-           'train', 'masked_eval_loss', 'learning_check', 'prebuilt_state']
+           'start_hooks', 'step_hooks', 'interrupt', 'make_bar', 'run_loop', 'finish', 'record_failure', 'train',
+           'masked_eval_loss', 'learning_check', 'prebuilt_state']
 
 # %% ../nbs/08_train.ipynb #2e73e81b
 TIMESTEP_SAMPLERS = ('shifted_logit_normal_stretched', 'shifted_logit_normal', 'uniform')
@@ -792,23 +792,7 @@ def record_failure(st:TrainState, e:BaseException):
     try: st.log.update(status=STATUS_FAILED, error=f'{type(e).__name__}: {e}')
     except OSError: pass  # the run directory itself is what failed
 
-# %% ../nbs/08_train.ipynb #69555698
-def loader_bars(show:bool # keep transformers' and diffusers' own bars
-               ):
-    "A context that hides the weight-loading bars (a saved job record keeps no stuck 'Loading weights: 0%' lines)."
-    import contextlib
-    from diffusers.utils import logging as dlog
-    from transformers.utils import logging as tlog
-    @contextlib.contextmanager
-    def hidden():
-        was = [(m, m.is_progress_bar_enabled()) for m in (dlog, tlog)]
-        for m, _ in was: m.disable_progress_bar()
-        try: yield
-        finally:
-            for m, on in was:
-                if on: m.enable_progress_bar()
-    return contextlib.nullcontext() if show else hidden()
-
+# %% ../nbs/08_train.ipynb #dab4e307
 def train(r:Request|dict|str, # a request, its dict, or a request JSON path
           run_dir:str|Path|None=None, # overrides the request's run_dir
           progress:bool=True, # show a tqdm bar (main process)
@@ -816,11 +800,12 @@ def train(r:Request|dict|str, # a request, its dict, or a request JSON path
                           # None: the masked validation sampler when the request has validation entries
          )->TrainResult:
     "Train the masked, reference-guided LoRA of a request; resumes from the newest checkpoint in its run directory."
+    from ltx_nb.model import loading_bars
     st = start_run(r, run_dir)
     report = check_data(st, progress)
     done = prepare_run_dir(st)
     if done is not None: return done
-    with run_lock(st.run_dir, enabled=st.main), StopSignals() as st.signals, loader_bars(progress):
+    with run_lock(st.run_dir, enabled=st.main), StopSignals() as st.signals, loading_bars(progress):
         try:
             open_run(st, report)
             prepare_data(st, report, progress)
