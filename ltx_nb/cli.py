@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse, contextlib, json, os, sys
 from pathlib import Path
 from dataclasses import fields
-from .core import (Request, RequestError, LtxNbError, load_request, parse_request, parse_override, is_remote, media_kind,
+from .core import (Request, RequestError, field_bounds, LtxNbError, load_request, parse_request, parse_override, is_remote, media_kind,
                          DEFAULT_MODEL, EMBEDDED_MODEL, show_progress, QUIET_ENV, os_error_message)
 
 # %% auto #0
@@ -25,7 +25,8 @@ def option_help(name:str # a `Request` field
     "The help of the option that sets request field `name`: its doc, range and the table's default."
     f = _request_fields()[name]; m = f.metadata
     num = lambda v: str(v) if isinstance(v, int) else f"{v:g}"
-    rng = f"{num(m['lo'])}–{num(m['hi'])}; " if m['lo'] is not None and m['hi'] is not None else ''
+    lo, hi = field_bounds(m)
+    rng = f"{num(lo)}–{num(hi)}; " if lo is not None and hi is not None else ''
     d = f.default if not callable(f.default_factory) else f.default_factory()
     d = 'on' if d is True else 'off' if d is False else repr(d) if not (isinstance(d, str) and len(d) > 40) else repr(d[:37] + '…')
     return f"{m['doc']} ({rng}default: {d})".replace('%', '%%')

@@ -14,12 +14,12 @@ from typing import Any
 # %% auto #0
 __all__ = ['VAE_FRAMES', 'VAE_PIXELS', 'RESOLUTIONS', 'ASPECT_RATIOS', 'VIDEO_EXTS', 'IMAGE_EXTS', 'MAX_JSON_BYTES', 'QUIET_ENV',
            'DEFAULT_MODEL', 'EMBEDDED_MODEL', 'EMBEDDED_RANDOM', 'TRAINING_TYPE', 'DEFAULT_NEGATIVE_PROMPT',
-           'VALIDATION_KEYS', 'SCENE_SPLIT_REFUSAL', 'VRAM_PRESETS', 'TRACKERS', 'FEATURE_FIELDS', 'LtxNbError',
-           'RequestError', 'snap_frames', 'latent_frames', 'latent_grid', 'pixel_frame_span', 'bucket_size',
-           'exact_reference', 'exact_reference_buckets', 'media_kind', 'cache_dir', 'source_problem',
+           'VALIDATION_KEYS', 'SCENE_SPLIT_REFUSAL', 'VRAM_PRESETS', 'MIN_STEPS_ENV', 'TRACKERS', 'FEATURE_FIELDS',
+           'LtxNbError', 'RequestError', 'snap_frames', 'latent_frames', 'latent_grid', 'pixel_frame_span',
+           'bucket_size', 'exact_reference', 'exact_reference_buckets', 'media_kind', 'cache_dir', 'source_problem',
            'check_regular_file', 'os_error_message', 'load_json', 'show_progress', 'atomic_path', 'write_json',
-           'Request', 'is_remote', 'resolve_source', 'report_to_names', 'tracker_problems', 'parse_request',
-           'load_request', 'parse_override', 'request_hash']
+           'steps_floor', 'field_bounds', 'Request', 'is_remote', 'resolve_source', 'report_to_names',
+           'tracker_problems', 'parse_request', 'load_request', 'parse_override', 'request_hash']
 
 # %% ../nbs/00_core.ipynb #4f2d1e0c
 class LtxNbError(Exception):
@@ -214,7 +214,7 @@ def write_json(path:str|Path, obj)->Path:
     with atomic_path(path) as t: t.write_text(json.dumps(obj, indent=2, default=str, ensure_ascii=False))
     return Path(path)
 
-# %% ../nbs/00_core.ipynb #3b059416
+# %% ../nbs/00_core.ipynb #0c21056c
 DEFAULT_MODEL = 'diffusers/LTX-2.3-Diffusers'
 EMBEDDED_MODEL = 'embedded:tiny'  # the tiny LTX-2.3 trained on synthetic clips, shipped in the package (`ltx_nb.model`)
 EMBEDDED_RANDOM = 'embedded:random'  # its untrained twin, built offline from a seed, for shape tests
@@ -229,8 +229,23 @@ SCENE_SPLIT_REFUSAL = ('split_input_into_scenes: true is not supported for maske
 
 VRAM_PRESETS = ('auto', '24', '32', '48', '80')  # GB; the knobs of each live in `ltx_nb.memory.PRESETS`
 
+MIN_STEPS_ENV = 'LTX_NB_MIN_STEPS'  # lowers the 100-step floor for smoke runs and the test suite; never raises it
+
+def steps_floor()->int:
+    "The fewest `number_of_steps` a request may ask for: the hosted trainer's 100, or fewer where `LTX_NB_MIN_STEPS` says."
+    v = os.environ.get(MIN_STEPS_ENV, '').strip()
+    if not v: return 100
+    if not v.isdigit() or not 1 <= int(v):
+        raise RequestError([f"{MIN_STEPS_ENV}={v!r}: not a whole number of steps; unset it (floor 100) or give 1–100"])
+    return min(100, int(v))
+
+def field_bounds(meta:dict # a request field's metadata
+                )->tuple:
+    "A field's (lo, hi) rule, a bound given as a function (`steps_floor`) read now."
+    return tuple(b() if callable(b) else b for b in (meta['lo'], meta['hi']))
+
 def _p(default, doc, *, choices=None, lo=None, hi=None, kind=None, seed=True, required=False):
-    "A request field with its rule in the metadata."
+    "A request field with its rule in the metadata (`lo` may be a function of the environment: `steps_floor`)."
     meta = dict(doc=doc, choices=choices, lo=lo, hi=hi, kind=kind, seed=seed, required=required)
     if isinstance(default, (list, dict)): return field(default_factory=lambda: type(default)(default), metadata=meta)
     return field(default=default, metadata=meta)
@@ -242,7 +257,7 @@ class Request:
     training_data_url: str = _p(None, 'zip, directory, file:// or http(s):// URL of the triplets', kind=str, required=True)
     trigger_phrase: str = _p('', 'phrase prepended to every caption', kind=str)
     rank: int = _p(32, 'LoRA rank (alpha = rank)', choices=(8, 16, 32, 64, 128), kind=int)
-    number_of_steps: int = _p(3000, 'optimisation steps', lo=100, hi=20000, kind=int)
+    number_of_steps: int = _p(3000, 'optimisation steps', lo=steps_floor, hi=20000, kind=int)
     learning_rate: float = _p(2e-4, 'AdamW learning rate', lo=0.0, hi=1.0, kind=float)
     number_of_frames: int = _p(89, 'frames per training clip, snapped down to 8k+1', lo=9, hi=121, kind=int)
     frame_rate: int = _p(24, 'frames per second the model is told and outputs play at', lo=8, hi=60, kind=int)
@@ -319,7 +334,7 @@ class Request:
         "(width, height) of the validation bucket."
         return bucket_size(self.validation_resolution, self.validation_aspect_ratio)
 
-# %% ../nbs/00_core.ipynb #0c21056c
+# %% ../nbs/00_core.ipynb #04e92527
 def _field_rules()->dict:
     return {f.name: f for f in fields(Request)}
 
@@ -350,8 +365,9 @@ def _coerce(name:str, value, meta:dict, problems:list):
         if not isinstance(value, list): problems.append(f"{name}: {value!r} is not a list"); return None
     if meta['choices'] is not None and value not in meta['choices']:
         problems.append(f"{name}: {value!r} is not one of {', '.join(map(str, meta['choices']))}"); return None
-    if meta['lo'] is not None and value < meta['lo']: problems.append(f"{name}: {value} is below {meta['lo']}"); return None
-    if meta['hi'] is not None and value > meta['hi']: problems.append(f"{name}: {value} is above {meta['hi']}"); return None
+    lo, hi = field_bounds(meta)
+    if lo is not None and value < lo: problems.append(f"{name}: {value} is below {lo}"); return None
+    if hi is not None and value > hi: problems.append(f"{name}: {value} is above {hi}"); return None
     return value
 
 def _check_validation(entries:list, problems:list)->list:

@@ -17,7 +17,7 @@ from .core import (Request, RequestError, LtxNbError, bucket_size, latent_grid, 
 __all__ = ['reference_size', 'model_fps', 'variable_rate', 'fps_notes', 'TripletReport', 'FittedTriplet', 'triplet_notes',
            'check_triplet', 'DatasetReport', 'dataset_root', 'dataset_settings', 'check_dataset', 'load_triplet',
            'write_debug_dataset', 'ValidationInput', 'ValidationFit', 'fit_validation_entry', 'fit_validation_entries',
-           'check_validation_entries']
+           'fitted_or_problems', 'check_validation_entries']
 
 # %% ../nbs/04_dataset.ipynb #b0b6780c
 def reference_size(size:tuple[int,int], # target bucket (width, height)
@@ -206,6 +206,7 @@ class DatasetReport:
     items: list
     notes: list = field(default_factory=list)  # about the dataset as a whole, e.g. archives inside it (ignored)
     validation: list = field(default_factory=list) # problems of the request's validation entries
+    validation_inputs: list = field(default_factory=list, repr=False) # the fitted entries (`ValidationInput`) when they all fit
 
     @property
     def ok(self)->list: return [i for i in self.items if i.ok]
@@ -263,7 +264,7 @@ class DatasetReport:
                                 'or turn on auto_scale_input'], 'invalid dataset')
         return self
 
-# %% ../nbs/04_dataset.ipynb #59b63a00
+# %% ../nbs/04_dataset.ipynb #64006676
 def dataset_root(r:Request, # the request; `training_data_url` is already resolved
                  workdir:str|Path|None=None, # where archives are extracted / downloaded (default: the cache)
                 )->Path:
@@ -290,8 +291,9 @@ def check_dataset(r:Request, # a validated request
     items = [check_triplet(t, r) for t in tqdm(triplets, desc='checking triplets', disable=not progress, leave=False)]
     notes = [f"{p.relative_to(root).as_posix()} is an archive inside the dataset: ignored (unpack its triplets into the dataset)"
              for p in nested_archives(root)]
-    validation = check_validation_entries(r, workdir) if r.validation else []  # fetched, probed, fitted: before any model
-    return DatasetReport(r.training_data_url, str(root), dataset_settings(r), items, notes=notes, validation=validation)
+    inputs, validation = fitted_or_problems(r, workdir) if r.validation else ([], [])  # fetched, probed, fitted: before any model
+    return DatasetReport(r.training_data_url, str(root), dataset_settings(r), items, notes=notes, validation=validation,
+                         validation_inputs=inputs)
 
 # %% ../nbs/04_dataset.ipynb #c7a43507
 def load_triplet(item:TripletReport, # an 'ok' row of a `DatasetReport`
@@ -427,7 +429,7 @@ def fit_validation_entry(entry:dict,  # a `Request.validation` item: prompt, vid
                            read_clip(paths['reference'], idx['reference'], rfit, infos['reference']), entry.get('prompt', ''),
                            model_fps(infos['source'].fps, fit.fps, fit.auto_scale_input), {k: str(p) for k, p in paths.items()}, geometry)
 
-# %% ../nbs/04_dataset.ipynb #d8ab18b3
+# %% ../nbs/04_dataset.ipynb #74290e41
 def fit_validation_entries(r:Request, # a validated request
                            workdir:str|Path|None=None, # where URLs are downloaded
                           )->list[ValidationInput]:
@@ -439,7 +441,11 @@ def fit_validation_entries(r:Request, # a validated request
     if problems: raise RequestError(problems, 'invalid validation entries')
     return out
 
+def fitted_or_problems(r:Request, workdir:str|Path|None=None)->tuple[list, list[str]]:
+    "(the fitted entries, []) when every validation entry of `r` fits, else ([], the problems of all of them)."
+    try: return fit_validation_entries(r, workdir), []
+    except RequestError as e: return [], list(e.problems)
+
 def check_validation_entries(r:Request, workdir:str|Path|None=None)->list[str]:
     "The problems of `r`'s validation entries (empty when every one fits)."
-    try: fit_validation_entries(r, workdir); return []
-    except RequestError as e: return list(e.problems)
+    return fitted_or_problems(r, workdir)[1]

@@ -234,14 +234,16 @@ def cache_dataset(report:DatasetReport, # a checked dataset
                   on_item=None,         # called as on_item(done, total, frames_per_s) after each triplet is written
                  )->list[CachedItem]:
     "Encode every qualifying triplet (latents, keep-mask, fps, caption) into the cache; reuse what is there."
+    from ltx_nb.model import loading_bars
     cache = Path(cache) if cache else cache_dir('latents')
     dtype = _dtype_for(device, dtype)
     items = report.ok
     lat_paths = [cache/'video'/f'{latent_key(i, r, r.model, dtype)}.safetensors' for i in items]
     todo = [(i, p) for i, p in zip(items, lat_paths) if not p.exists()]
-    if todo:
-        workers = caching_workers(r.num_workers if num_workers is None else num_workers)
-        _encode_triplets(todo, r, device, dtype, workers, progress, on_item)
-        release()  # the VAE is gone before the text encoder loads
-    txt_paths = encode_prompts([i.caption for i in items], r.model, cache, device, dtype, text_encoder=r.text_encoder, r=r)
+    with loading_bars(progress):  # quiet means quiet: no 'Loading weights' bars either
+        if todo:
+            workers = caching_workers(r.num_workers if num_workers is None else num_workers)
+            _encode_triplets(todo, r, device, dtype, workers, progress, on_item)
+            release()  # the VAE is gone before the text encoder loads
+        txt_paths = encode_prompts([i.caption for i in items], r.model, cache, device, dtype, text_encoder=r.text_encoder, r=r)
     return [CachedItem(i.name, lp, tp, i.caption) for i, lp, tp in zip(items, lat_paths, txt_paths)]

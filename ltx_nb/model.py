@@ -18,8 +18,8 @@ from .core import EMBEDDED_MODEL, EMBEDDED_RANDOM, DEFAULT_MODEL, TRAINING_TYPE,
 # %% auto #0
 __all__ = ['TINY_MODEL_VERSION', 'TINY_TEXT', 'TINY_VIDEO', 'TINY_AUDIO', 'TINY_REGISTERS', 'SHIPPED_COMPONENTS', 'AUDIO_BRANCH',
            'LORA_TARGETS', 'LORA_PREFIX', 'LTX23_CONFIG', 'WEIGHT_BITS', 'build_tiny_model', 'shipped_dir',
-           'shipped_manifest', 'install_shipped', 'embedded_model_dir', 'resolve_model', 'is_audio_key', 'strip_audio',
-           'SafetensorsState', 'video_only_transformer', 'transformer_weight_files', 'load_video_only',
+           'shipped_manifest', 'install_shipped', 'embedded_model_dir', 'resolve_model', 'loading_bars', 'is_audio_key',
+           'strip_audio', 'SafetensorsState', 'video_only_transformer', 'transformer_weight_files', 'load_video_only',
            'load_transformer', 'load_vae', 'load_scheduler', 'TextEncoder', 'load_text_encoder', 'pack_latents',
            'unpack_tokens', 'video_coords', 'sequence_coords', 'resolve_device', 'mixed_precision_for', 'compute_dtype',
            'encode_video', 'decode_latents', 'transformer_inputs', 'forward_video', 'stg_blocks_for',
@@ -229,6 +229,22 @@ def _load(what:str, model, fn):
                             f"{str(e)[:300]}); the machine may be offline or the id wrong. Download it once "
                             f"(`hf download {model} --local-dir DIR`) and set model to DIR, or use "
                             f"{EMBEDDED_MODEL!r} for the offline tiny model"]) from e
+
+def loading_bars(show:bool # keep transformers' and diffusers' own 'Loading weights' bars
+                ):
+    "A context that hides the weight-loading bars of transformers and diffusers (a quiet run, a saved job record)."
+    import contextlib
+    from diffusers.utils import logging as dlog
+    from transformers.utils import logging as tlog
+    @contextlib.contextmanager
+    def hidden():
+        was = [(m, m.is_progress_bar_enabled()) for m in (dlog, tlog)]
+        for m, _ in was: m.disable_progress_bar()
+        try: yield
+        finally:
+            for m, on in was:
+                if on: m.enable_progress_bar()
+    return contextlib.nullcontext() if show else hidden()
 
 # %% ../nbs/06_model.ipynb #ad1090d5
 def _dtype(dtype):

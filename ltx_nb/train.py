@@ -31,8 +31,8 @@ __all__ = ['TIMESTEP_SAMPLERS', 'SIGMA_EPS', 'UNIFORM_SHARE', 'SCHEDULERS', 'DIS
            'validation_callbacks', 'attach_lora', 'uses_memory_knobs', 'build_model', 'build_optimizer', 'resume',
            'fsdp_plugin', 'distribute', 'check_finite', 'apply_gradients', 'sigma_bucket_losses', 'log_step',
            'dropout_rng', 'grad_sync', 'micro_step', 'train_step', 'StopSignals', 'save_state', 'validate',
-           'start_hooks', 'step_hooks', 'interrupt', 'make_bar', 'run_loop', 'finish', 'record_failure', 'loader_bars',
-           'train', 'masked_eval_loss', 'learning_check', 'prebuilt_state']
+           'start_hooks', 'step_hooks', 'interrupt', 'make_bar', 'run_loop', 'finish', 'record_failure', 'train',
+           'masked_eval_loss', 'learning_check', 'prebuilt_state']
 
 # %% ../nbs/08_train.ipynb #2e73e81b
 TIMESTEP_SAMPLERS = ('shifted_logit_normal_stretched', 'shifted_logit_normal', 'uniform')
@@ -243,7 +243,7 @@ def plot_loss(run_dir:Path, out:str=LOSS_PLOT)->Path|None:
     plt.close(fig)
     return Path(run_dir)/out
 
-# %% ../nbs/08_train.ipynb #1093f5c6
+# %% ../nbs/08_train.ipynb #8e2d9517
 class TrainingFailed(LtxNbError):
     "Training stopped (non-finite loss); the last good checkpoint is kept."
 
@@ -309,6 +309,7 @@ class TrainState:
     grad_norm: float|None = None  # the last update's gradient norm (before clipping)
     t_checking: float|None = None # when checking the data began (its phase is recorded once the run directory is ours)
     mode: str = 'single'          # how the processes share the run: single, ddp, fsdp or allreduce (`distribution`)
+    validation_inputs: list = field(default_factory=list)  # the validation entries the data check fitted (main process)
     model: object = None          # what runs the forward: the transformer, or its DDP/FSDP-wrapped self
 
     @property
@@ -404,7 +405,7 @@ def check_distribution(r:Request, mode:str):
                         "(FSDP already splits the base); set them to auto, or use distributed ddp")
     if problems: raise RequestError(problems)
 
-# %% ../nbs/08_train.ipynb #5975b35f
+# %% ../nbs/08_train.ipynb #179d6376
 def check_features(r:Request, device:str):
     "Refuse, before anything runs, the training features that cannot work on `device`."
     problems = []
@@ -438,6 +439,7 @@ def check_data(st:TrainState, progress:bool=True):
     st.t_checking = time.time()
     with st.acc.main_process_first(): report = check_dataset(st.r, progress=progress and st.main)
     st.data = data_digests(report)
+    st.validation_inputs = report.validation_inputs if st.main else []  # fitted once: the validator takes them over
     return report
 
 def check_run_dir(run_dir:Path, r:Request, data:dict|None=None):
@@ -474,7 +476,7 @@ def open_run(st:TrainState, report):
     if st.main:
         write_config(st.run_dir, st.r, data_files=st.data, audio_branch='not loaded: video-only training'); write_request(st.run_dir, st.r); write_report(st.run_dir, report)
 
-# %% ../nbs/08_train.ipynb #d3656197
+# %% ../nbs/08_train.ipynb #7ea9eeea
 def prepare_data(st:TrainState, report, progress:bool=True):
     "Stop on an unusable dataset, (debug archive), cache latents and text, embed validation prompts; load the items."
     from ltx_nb.dataset import write_debug_dataset
@@ -501,7 +503,7 @@ def validation_callbacks(st:TrainState, callbacks=None)->list:
     if callbacks is not None: return list(callbacks)
     if not st.r.validation: return []
     from ltx_nb.validation import make_validation_callback
-    cb = make_validation_callback(st.r, st.run_dir, is_main=st.main)
+    cb = make_validation_callback(st.r, st.run_dir, is_main=st.main, inputs=st.validation_inputs)
     cb.on_entry = lambda k, n: enter_phase(st, PHASE_VALIDATING, k, n)  # validating k/N in progress.json
     def validate(step, transformer, run_dir, r):
         try: return cb(step, transformer, run_dir, r)
@@ -790,23 +792,7 @@ def record_failure(st:TrainState, e:BaseException):
     try: st.log.update(status=STATUS_FAILED, error=f'{type(e).__name__}: {e}')
     except OSError: pass  # the run directory itself is what failed
 
-# %% ../nbs/08_train.ipynb #69555698
-def loader_bars(show:bool # keep transformers' and diffusers' own bars
-               ):
-    "A context that hides the weight-loading bars (a saved job record keeps no stuck 'Loading weights: 0%' lines)."
-    import contextlib
-    from diffusers.utils import logging as dlog
-    from transformers.utils import logging as tlog
-    @contextlib.contextmanager
-    def hidden():
-        was = [(m, m.is_progress_bar_enabled()) for m in (dlog, tlog)]
-        for m, _ in was: m.disable_progress_bar()
-        try: yield
-        finally:
-            for m, on in was:
-                if on: m.enable_progress_bar()
-    return contextlib.nullcontext() if show else hidden()
-
+# %% ../nbs/08_train.ipynb #dab4e307
 def train(r:Request|dict|str, # a request, its dict, or a request JSON path
           run_dir:str|Path|None=None, # overrides the request's run_dir
           progress:bool=True, # show a tqdm bar (main process)
@@ -814,11 +800,12 @@ def train(r:Request|dict|str, # a request, its dict, or a request JSON path
                           # None: the masked validation sampler when the request has validation entries
          )->TrainResult:
     "Train the masked, reference-guided LoRA of a request; resumes from the newest checkpoint in its run directory."
+    from ltx_nb.model import loading_bars
     st = start_run(r, run_dir)
     report = check_data(st, progress)
     done = prepare_run_dir(st)
     if done is not None: return done
-    with run_lock(st.run_dir, enabled=st.main), StopSignals() as st.signals, loader_bars(progress):
+    with run_lock(st.run_dir, enabled=st.main), StopSignals() as st.signals, loading_bars(progress):
         try:
             open_run(st, report)
             prepare_data(st, report, progress)

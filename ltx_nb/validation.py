@@ -47,13 +47,14 @@ class Validator:
                  progress:bool=False,        # tqdm while sampling
                  reel_height:int=256,        # panel height in the reel and sheets
                  ground_truth:list|None=None, # per entry; None: sources that are training targets
+                 inputs:list|None=None,       # the entries already fitted (`DatasetReport.validation_inputs`): not fitted again
                 ):
         from ltx_nb.dataset import ValidationFit
         from ltx_nb.sampler import SampleSettings
         self.r, self.run_dir, self.workdir, self.progress, self.reel_height = r, run_dir, workdir, progress, reel_height
         self.fit, self.settings = ValidationFit.from_request(r), SampleSettings.from_request(r)
         self.is_main = _is_main_process() if is_main is None else is_main
-        self.inputs, self.latents, self.scheduler, self._gt = {}, {}, None, ground_truth
+        self.inputs, self.latents, self.scheduler, self._gt = dict(enumerate(inputs or [])), {}, None, ground_truth
         self.on_entry = None  # f(k, n) as entry k of n is done (0 first): `train` puts validating k/N in progress.json
 
     def entry(self, k:int):

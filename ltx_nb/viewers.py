@@ -14,9 +14,9 @@ from .rundir import (RUN_ENDED, RUN_LIVE, METRICS, PROGRESS, VALIDATION_INDEX, r
                            validation_dir, read_validation_index, progress_line, run_status)
 
 # %% auto #0
-__all__ = ['LIVE_MARKER', 'frame_bytes', 'FramePanel', 'frame_player', 'view_png', 'stack_png', 'StaticView', 'raw_triplet',
-           'TripletBrowser', 'read_video', 'metrics_table', 'diff_heatmap', 'ValidationViewer', 'LossPlot',
-           'checkpoint_choices', 'config_table', 'RunView', 'open_run', 'RunComparison', 'compare_runs']
+__all__ = ['LIVE_MARKER', 'frame_bytes', 'FramePanel', 'frame_player', 'view_png', 'stack_png', 'StaticView', 'RunFollower',
+           'raw_triplet', 'TripletBrowser', 'read_video', 'metrics_table', 'diff_heatmap', 'ValidationViewer',
+           'LossPlot', 'checkpoint_choices', 'config_table', 'RunView', 'open_run', 'RunComparison', 'compare_runs']
 
 # %% ../nbs/10_viewers.ipynb #67571c49
 def frame_bytes(frame:np.ndarray,   # uint8 (H, W, 3)
@@ -150,6 +150,39 @@ class StaticView:
         self._static_t = time.monotonic()
         self._static.update(Image(data=self.static_png(), format='png'))
 
+# %% ../nbs/10_viewers.ipynb #5809162f
+class RunFollower:
+    "Follows `self.run_dir` on a daemon thread: `_follow(poll)` polls until the run ends; `following`, `stop()`."
+    _thread = None
+    _stop = None
+
+    def _run_ended(self)->bool: return run_status(read_progress(self.run_dir)) not in RUN_LIVE
+
+    def _follow(self, poll,               # called every `interval` s (a refresh)
+                interval:float=2.0,       # seconds between looks
+                ended=None,               # () -> bool, True once there is nothing more to follow; default: not live
+               ):
+        "Start following (after stopping any earlier follower); returns self."
+        self.stop()
+        stop, ended = threading.Event(), ended or self._run_ended
+        def loop():
+            while not stop.wait(interval):
+                try: poll()
+                except Exception: continue  # a file caught mid-write: next time
+                if ended(): break
+        self._stop, self._thread = stop, threading.Thread(target=loop, name=f'{type(self).__name__}.live', daemon=True)
+        self._thread.start()
+        return self
+
+    @property
+    def following(self)->bool: return self._thread is not None and self._thread.is_alive()
+
+    def stop(self):
+        "Stop following."
+        if self._stop is not None: self._stop.set()
+        if self._thread is not None: self._thread.join(timeout=10)
+        return self
+
 # %% ../nbs/10_viewers.ipynb #ebd332af
 def _status_html(item)->str:
     "Status, reason, caption and mask numbers of a `TripletReport`, as HTML."
@@ -275,8 +308,8 @@ def diff_heatmap(result:np.ndarray, # uint8 (T, H, W, 3)
     d = np.abs(result[:n].astype(np.int16) - truth[:n].astype(np.int16)).mean(-1) / full
     return (colormaps['magma'](np.clip(d, 0, 1))[..., :3] * 255).astype(np.uint8)
 
-# %% ../nbs/10_viewers.ipynb #e914ace1
-class ValidationViewer(StaticView):
+# %% ../nbs/10_viewers.ipynb #02730cd7
+class ValidationViewer(StaticView, RunFollower):
     """One validation entry at two steps — source (the ground truth when it is one) | reference | result A | result B |
     difference heat-map — scrubbed in sync, a filmstrip of every validation step, metrics; refreshes while the run is live."""
     def __init__(self, run_dir:str|Path, # a run directory with `validation/index.json`
@@ -307,7 +340,7 @@ class ValidationViewer(StaticView):
         self._quiet = False
         self._set_steps(); self._build_strip(); self._wire()
         self.update(reset=True)
-        self._seen, self._thread, self._stop = self._signature(), None, threading.Event()
+        self._seen = self._signature()
         if live or (live is None and run_status(read_progress(self.run_dir)) in RUN_LIVE): self.live()
 
     def _wire(self):
@@ -420,27 +453,12 @@ class ValidationViewer(StaticView):
     def live(self, interval:float=2.0 # seconds between looks at index.json
             ):
         "Refresh when new points are written, until the run ends (or `stop()`)."
-        self.stop(); self._stop = threading.Event()
-        def follow():
-            while not self._stop.wait(interval):
-                try:
-                    if self._signature() != self._seen: self.refresh()
-                except Exception: continue  # caught mid-write: next time
-                if run_status(read_progress(self.run_dir)) not in RUN_LIVE: break
-        self._thread = threading.Thread(target=follow, name='ValidationViewer.live', daemon=True); self._thread.start()
-        return self
+        def poll():
+            if self._signature() != self._seen: self.refresh()
+        return self._follow(poll, interval)
 
-    @property
-    def following(self)->bool: return self._thread is not None and self._thread.is_alive()
-
-    def stop(self):
-        "Stop following."
-        self._stop.set()
-        if self._thread is not None: self._thread.join(timeout=10)
-        return self
-
-# %% ../nbs/10_viewers.ipynb #0d627ec9
-class LossPlot(StaticView):
+# %% ../nbs/10_viewers.ipynb #f0f4cbe4
+class LossPlot(StaticView, RunFollower):
     "Loss (coloured by σ, with the learning rate) and validation metrics of a run; `refresh()` re-reads, `live()` follows it."
     _ipython_display_ = None  # shown plainly it is its PNG; `live()` shows the widget and the static picture
     def __init__(self, run_dir:str|Path, # a run directory
@@ -448,8 +466,7 @@ class LossPlot(StaticView):
                  dpi:int=90,
                 ):
         self.run_dir, self.figsize, self.dpi = Path(run_dir), figsize, dpi
-        self._widget = self._thread = None
-        self._stop = threading.Event()
+        self._widget = None
         self._seen = None
         self.refresh()
 
@@ -551,24 +568,7 @@ class LossPlot(StaticView):
         self.refresh()
         if display: StaticView._ipython_display_(self)  # the widget, then its static picture
         if self.status in RUN_ENDED: return self
-        self._stop = threading.Event()
-        def follow():
-            while not self._stop.wait(interval):
-                try: self.refresh(force=False)
-                except Exception: continue  # a file caught mid-write: next time
-                if self.status in RUN_ENDED: break
-        self._thread = threading.Thread(target=follow, name='LossPlot.live', daemon=True)
-        self._thread.start()
-        return self
-
-    @property
-    def following(self)->bool: return self._thread is not None and self._thread.is_alive()
-
-    def stop(self):
-        "Stop following."
-        self._stop.set()
-        if self._thread is not None: self._thread.join(timeout=10)
-        return self
+        return self._follow(lambda: self.refresh(force=False), interval, ended=lambda: self.status in RUN_ENDED)
 
 # %% ../nbs/10_viewers.ipynb #97a85851
 def checkpoint_choices(run_dir:str|Path)->list[str]:
@@ -584,8 +584,8 @@ def config_table(cfg:dict # `read_config`
                    for k, v in flat.items())
     return f'<table>{rows}</table>'
 
-# %% ../nbs/10_viewers.ipynb #571e0091
-class RunView(StaticView):
+# %% ../nbs/10_viewers.ipynb #8975e8ce
+class RunView(StaticView, RunFollower):
     "A run on one screen: progress and phase, live loss (σ, lr), validation viewer, checkpoint sampler, config."
     def __init__(self, run_dir:str|Path, # a run directory
                  height:int=160,          # rows of each shown frame
@@ -612,7 +612,6 @@ class RunView(StaticView):
                               self.sample_note, s_bar, self.sampled.box,
                               W.Accordion([self.config], titles=('config',)), W.HTML(LIVE_MARKER)])
         self.refresh()
-        self._thread, self._stop = None, threading.Event()
         if live or (live is None and run_status(read_progress(self.run_dir)) in RUN_LIVE): self.live()
 
     def refresh(self):
@@ -655,23 +654,7 @@ class RunView(StaticView):
     def live(self, interval:float=2.0 # seconds between looks at the run
             ):
         "Refresh every `interval` s until the run ends (or `stop()`)."
-        self.stop(); self._stop = threading.Event()
-        def follow():
-            while not self._stop.wait(interval):
-                try: self.refresh()
-                except Exception: continue
-                if run_status(read_progress(self.run_dir)) not in RUN_LIVE: break
-        self._thread = threading.Thread(target=follow, name='RunView.live', daemon=True); self._thread.start()
-        return self
-
-    @property
-    def following(self)->bool: return self._thread is not None and self._thread.is_alive()
-
-    def stop(self):
-        "Stop following."
-        self._stop.set()
-        if self._thread is not None: self._thread.join(timeout=10)
-        return self
+        return self._follow(self.refresh, interval)
 
 def open_run(run_dir:str|Path, # a run directory
              height:int=160,   # rows of each shown frame

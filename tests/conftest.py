@@ -5,6 +5,19 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 
+# The suite tests the job path, resume, faults and processes, not how well the tiny model trains: its runs are short.
+# The request floor is the hosted trainer's 100 steps; LTX_NB_MIN_STEPS lowers it for this session (and its children).
+STEPS = 20
+os.environ.setdefault('LTX_NB_MIN_STEPS', '10')
+
+# The cheapest real grid of the tiny model, shared by the test modules' requests (each adds its own steps and seed).
+TINY = dict(model='embedded:tiny', number_of_frames=9, resolution='low', aspect_ratio='16:9', rank=8, learning_rate=1e-3,
+            validation_interval=0)
+
+def product_floor(env:dict)->dict:
+    "`env` without LTX_NB_MIN_STEPS: the step floor the user gets (100)."
+    return {k: v for k, v in env.items() if k != 'LTX_NB_MIN_STEPS'}
+
 @pytest.fixture(autouse=True, scope='session')
 def _isolated_cache(tmp_path_factory):
     "Keep every test's cache (extracted archives, the tiny model, latents) out of the user's home."
@@ -19,27 +32,34 @@ def triplets(tmp_path_factory):
     make_triplets(d, n=3, frames=25)
     return d
 
-def ltx_nb(*args, cwd=None, timeout=600):
+def ltx_nb(*args, cwd=None, timeout=600, env=None):
     "Run the installed `ltx-nb` console script; returns the CompletedProcess."
     exe = Path(sys.executable).parent/'ltx-nb'
-    return subprocess.run([str(exe), *map(str, args)], cwd=cwd, capture_output=True, text=True, timeout=timeout)
+    return subprocess.run([str(exe), *map(str, args)], cwd=cwd, capture_output=True, text=True, timeout=timeout, env=env)
+
+def validation_entry(triplets:Path, k:int=1)->dict:
+    "Validation entry from triplet `k` of `triplets` (its ground truth is known: the target)."
+    from ltx_nb.synth import triplet_files
+    f = triplet_files(k)
+    return dict(prompt=f'entry {k}', video_url=str(triplets/f['end']), mask_url=str(triplets/f['mask']),
+                reference_video_url=str(triplets/f['start']))
+
+def validated_request(triplets:Path, **over)->dict:
+    """A short run of the tiny model with one validation entry: the 16:9 'low' bucket at 9 frames, `STEPS` steps, the entry
+    sampled with one denoising step at step 0, half-way and the end (checkpoints there too); `over` changes any of it."""
+    from ltx_nb.core import EMBEDDED_MODEL
+    return {**dict(training_data_url=str(triplets), model=EMBEDDED_MODEL, number_of_steps=STEPS, number_of_frames=9,
+                   resolution='low', aspect_ratio='16:9', rank=8, learning_rate=1e-3, validation=[validation_entry(triplets)],
+                   validation_number_of_frames=9, validation_resolution='low', validation_aspect_ratio='16:9',
+                   validation_num_inference_steps=1, validation_guidance_scale=1.0, stg_scale=0.0,
+                   validation_interval=STEPS // 2, checkpoint_interval=STEPS // 2), **over}
 
 @pytest.fixture(scope='session')
 def validated_run(triplets, tmp_path_factory)->Path:
-    """One short real run directory, made once per session: the tiny model, the 16:9 'low' bucket at 9 frames, 100 steps,
-    one validation entry sampled with one denoising step at step 50 and at the end. Copy it before changing it."""
-    from ltx_nb.core import EMBEDDED_MODEL, load_request
-    from ltx_nb.synth import triplet_files
+    "One `validated_request` run directory, made once per session. Copy it before changing it."
+    from ltx_nb.core import load_request
     from ltx_nb.train import train
-    f = triplet_files(1)
-    entry = dict(prompt='entry 1', video_url=str(triplets/f['end']), mask_url=str(triplets/f['mask']),
-                 reference_video_url=str(triplets/f['start']))
-    r = load_request(dict(training_data_url=str(triplets), model=EMBEDDED_MODEL, number_of_steps=100, number_of_frames=9,
-                          resolution='low', aspect_ratio='16:9', rank=8, learning_rate=1e-3, validation=[entry],
-                          validation_number_of_frames=9, validation_resolution='low', validation_aspect_ratio='16:9',
-                          validation_num_inference_steps=1, validation_guidance_scale=1.0, stg_scale=0.0,
-                          validation_interval=50, checkpoint_interval=50,
-                          run_dir=str(tmp_path_factory.mktemp('validated')/'run')))
+    r = load_request(validated_request(triplets, run_dir=str(tmp_path_factory.mktemp('validated')/'run')))
     return train(r, progress=False).run_dir
 
 @pytest.fixture(scope='module')

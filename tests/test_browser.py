@@ -5,6 +5,7 @@ Needs Debian's chromium (`apt-get install -y chromium`; `make test` installs it)
 import json, os, secrets, signal, socket, subprocess, sys, time, urllib.request
 from pathlib import Path
 import pytest
+from conftest import STEPS
 
 CHROMIUM = Path(os.environ.get('LTX_NB_CHROMIUM', '/usr/bin/chromium'))  # Debian's; override for another build
 FLAGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
@@ -131,13 +132,13 @@ def test_open_run_in_chromium_and_its_saved_pictures(sync_api, lab, tmp_path, va
             page.locator('.lm-MenuBar-itemLabel', has_text='Run').first.click()
             page.locator('.lm-Menu-itemLabel', has_text='Run All Cells').first.click()
             out = page.locator('.jp-OutputArea')
-            out.locator('button.jupyter-button', has_text='step 50').first.click()        # the filmstrip's step 50 → B
-            out.get_by_text('result · step 50 (B)').wait_for()
+            out.locator('button.jupyter-button', has_text=f'step {STEPS // 2}').first.click()  # the filmstrip's middle step → B
+            out.get_by_text(f'result · step {STEPS // 2} (B)').wait_for()
             assert out.locator('.jp-OutputArea-child:has(.ltx-nb-live) + .jp-OutputArea-child').is_hidden()  # live: no copy
-            out.locator('.widget-dropdown', has_text='checkpoint').locator('select').select_option('step-000050')
+            out.locator('.widget-dropdown', has_text='checkpoint').locator('select').select_option(f'step-{STEPS // 2:06d}')
             out.locator('button.jupyter-button', has_text='sample').click()
-            out.get_by_text('step-000050 on entry 0').wait_for()
-            out.get_by_text('sampled: step-000050 · entry 0').wait_for()
+            out.get_by_text(f'step-{STEPS // 2:06d} on entry 0').wait_for()
+            out.get_by_text(f'sampled: step-{STEPS // 2:06d} · entry 0').wait_for()
             page.wait_for_timeout(1000)                                                   # the static picture's last update
             page.screenshot(path=str(tmp_path/'open_run.png'))
             page.locator('.jp-Notebook').click(); page.keyboard.press('Control+s')

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import product_floor
 
 from ltx_nb.core import SCENE_SPLIT_REFUSAL, latent_grid, parse_request
 from ltx_nb.media import write_video
@@ -24,7 +25,7 @@ def cache(tmp_path_factory):
 
 def run(*args, cache:Path, cwd=None, timeout=300)->subprocess.CompletedProcess:
     "Run the installed `ltx-nb` console script with an isolated cache, UTF-8 pipes and no proxy for 127.0.0.1."
-    env = {**os.environ, 'LTX_NB_CACHE': str(cache), 'PYTHONIOENCODING': 'utf-8',
+    env = {**product_floor(os.environ), 'LTX_NB_CACHE': str(cache), 'PYTHONIOENCODING': 'utf-8',
            'NO_PROXY': '127.0.0.1,localhost', 'no_proxy': '127.0.0.1,localhost'}
     exe = Path(sys.executable).parent/'ltx-nb'
     return subprocess.run([str(exe), *map(str, args)], cwd=cwd, env=env, capture_output=True, text=True,

@@ -1,21 +1,21 @@
 """Beyond one process, on the CPU with gloo: the shipped accelerate configs start DDP and FSDP runs of the tiny model;
 both equal a one-process run of the same draws (batch 2) within float tolerance and each other bit for bit; a run
 interrupted under DDP resumes under FSDP; a 2-"node" launch on loopback (machine ranks 0 and 1) trains and stops
-cleanly. Every launch is short (9 frames, 100 steps) and runs one thread per process."""
+cleanly. Every launch is short (9 frames, `STEPS` = 20 steps) and runs one thread per process."""
 import json, os, socket, subprocess, sys
 from pathlib import Path
 
 import pytest
 import torch
+from conftest import STEPS, TINY
 
 from ltx_nb.core import load_request
 from ltx_nb.train import train
 
 BIN = Path(sys.executable).parent
 CONFIGS = Path(__file__).resolve().parents[1]/'ltx_nb'/'configs'/'accelerate'
-BASE = dict(model='embedded:tiny', number_of_frames=9, resolution='low', aspect_ratio='16:9', number_of_steps=100,
-            rank=8, learning_rate=1e-3, warmup_steps=10, checkpoint_interval=50, validation_interval=0, seed=5,
-            trigger_phrase='repl4ce')
+HALF = STEPS // 2  # where the interrupted run stops and checkpoints
+BASE = dict(TINY, number_of_steps=STEPS, warmup_steps=10, checkpoint_interval=HALF, seed=5, trigger_phrase='repl4ce')
 
 pytestmark = pytest.mark.usefixtures('one_torch_thread')
 
@@ -76,18 +76,18 @@ def test_ddp_trains_and_equals_one_process_with_the_same_draws(ddp_run, work):
     assert d < 1e-4  # the same maths, summed in another order
 
 def test_interrupted_under_ddp_resumes_under_fsdp(ddp_run, work):
-    script, req = work/'stop_at_50.py', work/'req50.json'
+    script, req = work/'stop_at_half.py', work/'req_half.json'
     script.write_text("import sys\nfrom ltx_nb.train import train\n"
                       "def stop(step, *a):\n    raise KeyboardInterrupt('test')\n"
                       "train(sys.argv[1], run_dir=sys.argv[2], progress=False, callbacks=[stop])\n")
-    req.write_text(json.dumps(dict(json.loads((work/'req.json').read_text()), validation_interval=50)))  # not the identity
+    req.write_text(json.dumps(dict(json.loads((work/'req.json').read_text()), validation_interval=HALF)))  # not the identity
     res = run_cmd(launch('ddp.yaml', script, req, work/'resumed'))
     assert res.returncode != 0 and progress(work/'resumed')['status'] == 'interrupted'
-    assert (work/'resumed'/'checkpoints'/'step-000050').is_dir()
+    assert (work/'resumed'/'checkpoints'/f'step-{HALF:06d}').is_dir()
     res = run_cmd(launch('fsdp.yaml', *ltx_run(work/'req.json', work/'resumed')))
     assert res.returncode == 0, (res.stdout[-2000:], res.stderr[-4000:])
     p = progress(work/'resumed')
-    assert (p['status'], p['summary']['resumed_from'], p['summary']['distributed']) == ('completed', 50, 'fsdp')
+    assert (p['status'], p['summary']['resumed_from'], p['summary']['distributed']) == ('completed', HALF, 'fsdp')
     # FSDP gathers the same base weights and averages the LoRA's gradients as DDP does: /2 is exact in floating point
     assert max_diff(work/'resumed'/'lora.safetensors', ddp_run/'lora.safetensors') == 0.0
 

@@ -12,8 +12,9 @@ from ltx_nb.rundir import (LOCK, CHECKPOINT_STATE, CHECKPOINT_INFO, RunDirBusy, 
                            read_metrics, latest_checkpoint, list_checkpoints, load_checkpoint, _digest)
 from ltx_nb.train import train
 
-BASE = dict(model='embedded:tiny', number_of_frames=9, resolution='low', aspect_ratio='16:9', number_of_steps=100, rank=8,
-            learning_rate=1e-3, warmup_steps=5, checkpoint_interval=20, validation_interval=0, seed=3)
+from conftest import TINY
+N = 30  # steps of each run (LTX_NB_MIN_STEPS, set in conftest, allows fewer than 100): checkpoints at 20 and 30
+BASE = dict(TINY, number_of_steps=N, warmup_steps=5, checkpoint_interval=20, seed=3)
 
 pytestmark = pytest.mark.usefixtures('one_torch_thread')  # runs compared bit for bit need identical float reductions
 
@@ -118,7 +119,7 @@ def test_a_truncated_newest_checkpoint_is_skipped_and_the_run_resumes_from_the_o
     assert res.status == 'completed' and res.summary['resumed_from'] == 20
     assert any('step-000025' in str(x.message) and 'truncated' in str(x.message) for x in w)
     assert any('step-000025' in m for m in read_progress(run_dir)['warnings'])
-    assert [m['step'] for m in read_metrics(run_dir) if 'loss' in m] == list(range(1, 101))
+    assert [m['step'] for m in read_metrics(run_dir) if 'loss' in m] == list(range(1, N + 1))
 
 class _Evil:
     def __reduce__(self): return (os.system, (f'touch {os.environ["EVIL_MARKER"]}',))
@@ -127,8 +128,8 @@ def test_a_pickle_in_a_checkpoint_is_not_executed(finished, tmp_path, monkeypatc
     from ltx_nb.model import load_transformer
     from ltx_nb.train import attach_lora, make_optimizer, warmup_schedule
     run_dir, _ = finished
-    ck = tmp_path/'step-000100'
-    shutil.copytree(run_dir/'checkpoints'/'step-000100', ck)
+    ck = tmp_path/f'step-{N:06d}'
+    shutil.copytree(run_dir/'checkpoints'/f'step-{N:06d}', ck)
     marker = tmp_path/'pwned'
     monkeypatch.setenv('EVIL_MARKER', str(marker))
     (ck/CHECKPOINT_STATE).write_bytes(pickle.dumps(dict(optimizer=_Evil())))
@@ -155,13 +156,13 @@ def test_a_failing_validation_is_a_warning_and_the_lora_is_kept(data, work, monk
     f = triplet_files(0)
     entry = dict(prompt='x', video_url=str(data/f['end']), mask_url=str(data/f['mask']), reference_video_url=str(data/f['start']))
     run_dir = work/'validation'
-    res = train(request(data, validation=[entry], validation_interval=50, validation_number_of_frames=9,
+    res = train(request(data, validation=[entry], validation_interval=15, validation_number_of_frames=9,
                         validation_aspect_ratio='16:9', validation_resolution='low'), run_dir=run_dir, progress=False)
     assert res.status == 'completed' and (run_dir/'lora.safetensors').exists()
-    assert (run_dir/'checkpoints'/'step-000100').is_dir()
+    assert (run_dir/'checkpoints'/f'step-{N:06d}').is_dir()
     prog = read_progress(run_dir)
     assert len(prog['warnings']) == 3 and all('decoder exploded' in m for m in prog['warnings'])
-    assert [m['step'] for m in read_metrics(run_dir) if m.get('kind') == 'warning'] == [0, 50, 100]  # step 0: the base model
+    assert [m['step'] for m in read_metrics(run_dir) if m.get('kind') == 'warning'] == [0, 15, N]  # step 0: the base model
 
 # ---------------------------------------------------------------- job notebooks
 

@@ -2,7 +2,7 @@
 import json, os, time
 from pathlib import Path
 import pytest
-from conftest import ltx_nb, ROOT
+from conftest import ltx_nb, ROOT, STEPS, product_floor
 
 SEED_EXAMPLE = {
   "training_data_url": "https://example.com/v2v_masked_triplets.zip", "trigger_phrase": "repl4ce", "rank": 32,
@@ -13,7 +13,7 @@ SEED_EXAMPLE = {
 
 # CPU-sized settings for the tiny model: the job path is what is tested, not the model's size
 CPU = ['--set', 'model="embedded:tiny"', '--set', 'number_of_frames=9', '--set', 'resolution="low"',
-       '--set', 'aspect_ratio="16:9"', '--set', 'number_of_steps=100', '--set', 'learning_rate=0.002', '--set', 'validation=[]']
+       '--set', 'aspect_ratio="16:9"', '--set', f'number_of_steps={STEPS}', '--set', 'learning_rate=0.002', '--set', 'validation=[]']
 
 @pytest.fixture(scope='module')
 def small(tmp_path_factory):
@@ -27,7 +27,8 @@ def small(tmp_path_factory):
 def test_every_request_is_validated_before_anything_runs(small, tmp_path):
     bad = tmp_path/'bad.json'
     bad.write_text(json.dumps(dict(training_data_url='nowhere/', rank=7, resolution='ultra')))
-    p = ltx_nb('train', small/'req.json', bad, '--run-dir', tmp_path/'runs', '--set', 'number_of_steps=5', cwd=tmp_path)
+    p = ltx_nb('train', small/'req.json', bad, '--run-dir', tmp_path/'runs', '--set', 'number_of_steps=5', cwd=tmp_path,
+               env=product_floor(os.environ))
     assert p.returncode == 2, p.stdout + p.stderr
     assert not (tmp_path/'runs').exists(), 'a job started'  # not a timing: machines differ
     for msg in ("req: number_of_steps: 5 is below 100", "bad: number_of_steps: 5 is below 100", "bad: rank: 7",

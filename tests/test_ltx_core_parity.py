@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import STEPS
 
 try:
     import ltx_core  # noqa: F401
@@ -168,13 +169,13 @@ def ltx_nb(*args, cwd=None):
     return subprocess.run([str(BIN/'ltx-nb'), *map(str, args)], capture_output=True, text=True, timeout=900, env=env(), cwd=cwd)
 
 def test_single_file_check_train_sample_equals_folder(tmp_path):
-    "check → train (100 steps, the smallest request) → sample from the single file + Gemma folder equals the same from the diffusers folder."
+    "check → train (a short run: `STEPS`) → sample from the single file + Gemma folder equals the same from the diffusers folder."
     from safetensors.torch import load_file
     from ltx_nb.synth import make_triplets, triplet_files
     data = tmp_path/'data'; make_triplets(data, n=2, frames=9)
     single = lf.write_single_file(embedded_model_dir(), tmp_path/'ltx-2.3-tiny.safetensors')
     gemma = lf.write_gemma_folder(embedded_model_dir(), tmp_path/'gemma')
-    base = dict(training_data_url=str(data), number_of_frames=9, resolution='low', aspect_ratio='16:9', number_of_steps=100,
+    base = dict(training_data_url=str(data), number_of_frames=9, resolution='low', aspect_ratio='16:9', number_of_steps=STEPS,
                 rank=8, learning_rate=1e-3, warmup_steps=5, checkpoint_interval=0, validation_interval=0, seed=3)
     runs = {'folder': dict(model=str(embedded_model_dir())), 'single': dict(model=str(single), text_encoder=str(gemma))}
     frames, loras = {}, {}

@@ -3,6 +3,7 @@ a folder far from the repository (issue: the third way in). Also: `import ltx_nb
 import json, os, subprocess, sys, sysconfig, venv
 from pathlib import Path
 import pytest
+from conftest import STEPS
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -52,7 +53,7 @@ def test_wheel_cli_check_demo_train_runs(wheel_env, tmp_path):
     w = wheel_env
     p = run(w, '--help'); assert p.returncode == 0 and 'check' in p.stdout
     # the demo generates the bundled samples into the cache (no data_samples/ next to an installed package)
-    p = run(w, 'demo', '--run-dir', 'demo', '--set', 'number_of_steps=100', '--quiet')
+    p = run(w, 'demo', '--run-dir', 'demo', '--set', f'number_of_steps={STEPS}', '--quiet')
     assert p.returncode == 0, p.stdout + p.stderr
     assert 'learning check' in p.stdout
     d = w['work']/'demo'
@@ -65,7 +66,7 @@ def test_wheel_cli_check_demo_train_runs(wheel_env, tmp_path):
     assert json.loads(p.stdout)['counts']['ok'] == 10
     # a request of the user's own, relative to its folder
     req = w['work']/'req.json'
-    req.write_text(json.dumps(dict(training_data_url=str(samples), model='embedded:tiny', number_of_steps=100, rank=8,
+    req.write_text(json.dumps(dict(training_data_url=str(samples), model='embedded:tiny', number_of_steps=STEPS, rank=8,
                                    number_of_frames=9, resolution='low', aspect_ratio='16:9', learning_rate=0.002)))
     p = run(w, 'train', req, '--run-dir', 'mine', '--quiet')
     assert p.returncode == 0, p.stdout + p.stderr

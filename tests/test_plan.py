@@ -2,6 +2,7 @@
 import json, subprocess, sys
 from pathlib import Path
 import pytest
+from conftest import STEPS
 from ltx_nb.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -73,7 +74,7 @@ def test_knobs_train_end_to_end_on_the_tiny_model(triplets, tmp_path):
     from ltx_nb.core import EMBEDDED_MODEL, load_request, cache_dir
     from ltx_nb.latents import text_key
     from ltx_nb.train import train
-    r = load_request(dict(training_data_url=str(triplets), model=EMBEDDED_MODEL, number_of_steps=100, number_of_frames=9,
+    r = load_request(dict(training_data_url=str(triplets), model=EMBEDDED_MODEL, number_of_steps=STEPS, number_of_frames=9,
                           resolution='low', aspect_ratio='16:9', rank=8, base_precision='fp8', text_encoder_precision='int8',
                           text_encoder_offload='on', checkpoint_interval=0, validation_interval=0, run_dir=str(tmp_path/'run')))
     res = train(r, progress=False)

@@ -13,8 +13,8 @@ from ltx_nb.rundir import read_metrics, read_progress
 from ltx_nb.train import (build_model, build_optimizer, check_data, finish, micro_step, open_run, prepare_data,
                           prepare_run_dir, resume, start_run, step_batch, train, train_step)
 
-BASE = dict(model='embedded:tiny', number_of_frames=9, resolution='low', aspect_ratio='16:9', number_of_steps=100,
-            rank=8, learning_rate=1e-3, warmup_steps=0, checkpoint_interval=0, validation_interval=0, seed=3)
+from conftest import TINY
+BASE = dict(TINY, number_of_steps=100, warmup_steps=0, checkpoint_interval=0, seed=3)  # 100: the lr schedules' length
 
 pytestmark = pytest.mark.usefixtures('one_torch_thread')  # runs compared bit for bit need identical float reductions
 
