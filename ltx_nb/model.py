@@ -191,7 +191,8 @@ def embedded_model_dir(kind:str='tiny', # 'tiny' (trained, shipped weights) or '
                       )->Path:
     "The tiny LTX-2.3 pipeline folder, built into the cache on first use (atomically)."
     assert kind in ('tiny', 'random'), kind
-    dest = cache_dir()/f'embedded-{kind}-{TINY_MODEL_VERSION}'
+    tag = '' if kind == 'random' else '-' + hashlib.sha256((shipped_dir()/'manifest.json').read_bytes()).hexdigest()[:10]
+    dest = cache_dir()/f'embedded-{kind}-{TINY_MODEL_VERSION}{tag}'  # new shipped weights: a new folder
     if (dest/'model_index.json').is_file(): return dest
     tmp = Path(tempfile.mkdtemp(prefix=f'.embedded-{kind}-', dir=dest.parent))
     try:
