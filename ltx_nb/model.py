@@ -166,7 +166,8 @@ SHIPPED_COMPONENTS = ('vae', 'transformer')  # trained by tools/train_tiny.py; t
 
 def shipped_dir()->Path:
     "The package-data folder of the trained tiny model's weights and manifest."
-    return Path(__file__).resolve().parent/'embedded'/'tiny'
+    import importlib.util
+    return Path(importlib.util.find_spec('ltx_nb').origin).resolve().parent/'embedded'/'tiny'  # works in the notebook too
 
 def shipped_manifest()->dict:
     "The trained tiny model's manifest: configs, sha256 per file, seeds, quality figures."
