@@ -49,6 +49,7 @@ def test_wheel_ships_job_notebook_and_imports_from_site_packages(wheel_env):
                          env=wheel_env['env'], capture_output=True, text=True, check=True).stdout
     assert 'site-packages' in out and str(ROOT) not in out
 
+@pytest.mark.timeout(1800)  # five CLI runs from a fresh wheel: minutes on an idle machine, several times that on a shared one
 def test_wheel_cli_check_demo_train_runs(wheel_env, tmp_path):
     w = wheel_env
     p = run(w, '--help'); assert p.returncode == 0 and 'check' in p.stdout
