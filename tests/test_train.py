@@ -379,6 +379,7 @@ def test_lora_loads_in_diffusers_and_reproduces_the_trained_model(reference_run,
 #   lr 3e-3 seed 3: step 400 0.518 / 0.808, step 500 0.497 / 0.779
 #   lr 2e-3 seed 0: step 400 0.564 / 0.847, step 500 0.537 / 0.791, step 800 0.487 / 0.717
 # With the seeded init the test's own run (seed 1) is bit-reproducible on this stack: 0.505 / 0.810.
+# With the trained embedded:tiny (its base learned the domain without the reference) the same run gives 0.199 / 0.466.
 # At step 100 the mismatched ratio is still 1.00: the LoRA first learns what every training item shares, then how to copy
 # the reference into the masked region. 500 steps at 3e-3 take ~75 s on an idle core.
 LEARN = dict(number_of_steps=500, learning_rate=3e-3, warmup_steps=20, checkpoint_interval=0, seed=1)
@@ -399,8 +400,9 @@ def test_the_lora_learns_to_use_the_reference(learning_proc):
     finish(proc, log, timeout=900)
     lc = learning_check(run_dir)
     print(f"trained/untrained {lc['trained_vs_untrained']:.3f}, trained/mismatched {lc['trained_vs_mismatched']:.3f}")
-    assert lc['trained_vs_untrained'] < 0.62      # measured 0.50-0.51
-    assert lc['trained_vs_mismatched'] < 0.88     # measured 0.70-0.81: the right reference lowers the loss
+    # on the trained embedded:tiny (2026-12-01, this run, one thread): 0.199 and 0.466; on the random model it was 0.50 / 0.81
+    assert lc['trained_vs_untrained'] < 0.30
+    assert lc['trained_vs_mismatched'] < 0.60     # the right reference lowers the loss (the demo's target ratio)
 
 # ---------------------------------------------------------------- 9. half-size reference
 
