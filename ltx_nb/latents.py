@@ -93,18 +93,25 @@ def caching_workers(n:int|None=None, # the request's `num_workers`; None: from t
 
 def fitted_tensors(item:TripletReport, # an 'ok' row of a `DatasetReport`
                    r:Request,          # the request it was checked against
+                   shared:bool=False,  # put the clips in shared memory (a worker's hand-over then copies nothing more)
                   )->dict:
     "A triplet decoded and fitted as the VAE takes it: uint8 `target` and `reference` (T, H, W, 3), float `keep`."
     import torch
-    ft = load_triplet(item, r)
-    return dict(target=torch.from_numpy(ft.target), reference=torch.from_numpy(ft.reference), keep=torch.from_numpy(ft.keep))
+    ft = load_triplet(item, r, contiguous=False)
+    def tensor(a):  # the crop's one copy goes straight to where the tensor lives
+        out = torch.empty(a.shape, dtype=torch.uint8)
+        if shared: out.share_memory_()
+        np.copyto(out.numpy(), a)
+        return out
+    return dict(target=tensor(ft.target), reference=tensor(ft.reference), keep=torch.from_numpy(ft.keep))
 
 class FittedTriplets:
     "The triplets to cache as a map-style dataset (what a `DataLoader` worker runs): item k's `fitted_tensors`."
     def __init__(self, items:list, r:Request): self.items, self.r = list(items), r
     def __len__(self)->int: return len(self.items)
     def __getitem__(self, k:int)->dict:
-        try: return dict(index=k, **fitted_tensors(self.items[k], self.r))
+        from torch.utils.data import get_worker_info
+        try: return dict(index=k, **fitted_tensors(self.items[k], self.r, shared=get_worker_info() is not None))
         except Exception as e: return dict(index=k, failed=f'{type(e).__name__}: {e}')
 
 def _in_order(batches, items:list, r:Request):
