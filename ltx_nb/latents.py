@@ -10,29 +10,15 @@ import gc, hashlib, json, os, tempfile
 from dataclasses import dataclass
 from pathlib import Path
 import numpy as np
-from .core import Request, cache_dir, latent_grid, atomic_path
+from .core import Request, cache_dir, latent_grid, atomic_path, file_digest
 from .dataset import DatasetReport, TripletReport, load_triplet, dataset_settings
 
 # %% auto #0
-__all__ = ['TILE_ABOVE', 'file_digest', 'component_fingerprint', 'latent_key', 'text_key', 'save_tensors', 'load_tensors',
-           'caching_workers', 'fitted_tensors', 'FittedTriplets', 'fitted_triplets', 'CachedItem', 'release',
-           'encode_clip', 'text_encoder_setting', 'encode_prompts', 'cache_dataset']
+__all__ = ['TILE_ABOVE', 'component_fingerprint', 'latent_key', 'text_key', 'save_tensors', 'load_tensors', 'caching_workers',
+           'fitted_tensors', 'FittedTriplets', 'fitted_triplets', 'CachedItem', 'release', 'encode_clip',
+           'text_encoder_setting', 'encode_prompts', 'cache_dataset']
 
 # %% ../nbs/07_latents.ipynb #a276c8f2
-_digests = {}
-
-def file_digest(path:str|Path # a file
-               )->str:
-    "sha256 of a file's bytes, remembered per (path, size, mtime) within the process."
-    p = Path(path); st = p.stat()
-    key = (str(p.resolve()), st.st_size, st.st_mtime_ns)
-    if key not in _digests:
-        h = hashlib.sha256()
-        with open(p, 'rb') as f:
-            for b in iter(lambda: f.read(1 << 20), b''): h.update(b)
-        _digests[key] = h.hexdigest()
-    return _digests[key]
-
 def component_fingerprint(model:str, # 'embedded:tiny', a diffusers directory or a hub id
                           component:str, # 'vae', 'text_encoder', ...
                          )->str:

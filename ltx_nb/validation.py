@@ -26,7 +26,7 @@ def is_training_target(path:str|Path, # a validation source video
     try:
         from ltx_nb.archive import find_triplets
         from ltx_nb.dataset import dataset_root
-        from ltx_nb.latents import file_digest
+        from ltx_nb.core import file_digest
         d = file_digest(path)
         return any(file_digest(t.target) == d for t in find_triplets(dataset_root(r), r.trigger_phrase))
     except Exception: return False  # no dataset at hand: no ground truth claimed
