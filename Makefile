@@ -44,13 +44,17 @@ nbtest: setup
 	$(BIN)/nbdev-test --n-workers 2
 
 # Two workers, one test file each at a time (a file's tests keep their order and module fixtures): most tests run
-# one torch thread, so a second worker uses the second core. `make pytest PYTEST_WORKERS=0` runs them in-process.
+# one torch thread, so a second worker uses the second core. Files start longest first (`LONGEST_FIRST` in
+# tests/conftest.py). `make pytest PYTEST_WORKERS=0` runs them in-process.
 PYTEST_WORKERS ?= 2
 pytest: setup
-	$(BIN)/pytest -q $(if $(filter 0,$(PYTEST_WORKERS)),,-n $(PYTEST_WORKERS) --dist loadfile)
+	$(BIN)/pytest -q --durations=25 $(if $(filter 0,$(PYTEST_WORKERS)),,-n $(PYTEST_WORKERS) --dist loadfile --no-loadscope-reorder)
 
 # tests/test_browser.py drives Debian's chromium (Playwright's own browser downloads are not used); install it once.
 browser:
 	@test -x /usr/bin/chromium || { apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium; }
 
-test: browser check-nbs nbtest pytest
+# The notebooks and pytest run side by side (each leaves part of the two cores idle on its own); each one's output is
+# printed when it finishes.
+test: browser check-nbs
+	$(MAKE) --no-print-directory -j2 --output-sync=target nbtest pytest

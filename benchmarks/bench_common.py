@@ -1,7 +1,7 @@
 """What the benchmark scripts share: a random LTX-2.3 transformer of any size, a synthetic cached item, and `train`'s
 own state and step (`ltx_nb.train.train_step` + `step_hooks`) around them, timed part by part.
 
-Not part of the package: the counters live in `ltx_nb.bench` (nbs/13_performance.ipynb).
+Not part of the package: the counters live in `ltx_nb.bench` (nbs/19_performance.ipynb).
 """
 from __future__ import annotations
 import io, time

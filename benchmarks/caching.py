@@ -12,6 +12,7 @@ max(decode, encode) (goal ≤ 1.10).
     python benchmarks/caching.py                  # 2 triplets (1920×1080, 1280×720), 89 frames, medium 16:9
     python benchmarks/caching.py --quick          # seconds: 2 small triplets, 9 frames, low 16:9
     python benchmarks/caching.py --decode-paths   # also the media notebook's decode-path table on these sources
+    python benchmarks/caching.py --loader-only --reps 6   # only the ceiling and the loader rows (no VAE): minutes
 """
 from __future__ import annotations
 import argparse, os, shutil, tempfile
@@ -130,17 +131,49 @@ def decode_paths(paths:list, size:tuple, n:int, reps:int)->list[dict]:
     return rows
 
 
+def report_table(t:dict, cpu:dict, total:int, sizes, frames:int, bucket:str, size, reps:int, load0, load1)->str:
+    "The markdown table, the machine line and the ratios against the goals (the rows that ran)."
+    from ltx_nb.bench import median, spread, markdown_table, machine_line
+    m = {k: median(v) for k, v in t.items()}
+    c = {k: median(cpu[k][-len(t[k]):]) for k in m}
+    ceil, enc = m['decord full size (ceiling)'], m.get('encode only (VAE load + encode)')
+    def vs(k):
+        if k.startswith('loader'): return f"{ceil / m[k]:.2f}× ceiling"
+        if k.startswith('caching'):
+            dec = m['loader, ' + k.split(', ')[1]]
+            return f"{m[k] / max(dec, enc):.2f}× max(decode {dec:.1f} s, encode {enc:.1f} s)"
+        return '—'
+    rows = [{'pipeline': k, 's/pass': v, 'spread': spread(t[k]), 'CPU s (all processes)': c[k], 'cores busy': c[k] / v,
+             'frames/s': total / v, 'ratio': vs(k)} for k, v in m.items()]
+    (W, H), cores = size, len(os.sched_getaffinity(0))
+    out = [f"## Caching — {len(sizes)} triplets ({', '.join(f'{w}×{h}' for w, h in sizes)}; reference, target, video mask), "
+           f"{frames} frames each into {bucket} 16:9 ({W}×{H}), tiny VAE on the CPU; {total} triplet frames per pass; "
+           f"median of {reps} interleaved turns\n", markdown_table(rows),
+           f"\n{machine_line()} · load average {load0[0]:.1f} before, {load1[0]:.1f} after (a shared machine: ratios only)"]
+    one, two = ceil / m['loader, 1 worker'], m['loader, 1 worker'] / m['loader, 2 workers']
+    line = f"\nloader / ceiling: {one:.2f}× with 1 worker (goal ≥ 1.0); 2 workers / 1 worker: {two:.2f}× (goal ≥ 1.8"
+    line += f"; at most {cores / c['loader, 1 worker'] * m['loader, 1 worker']:.2f}× here: one worker keeps {c['loader, 1 worker'] / m['loader, 1 worker']:.2f} of {cores} cores busy)"
+    if enc is not None:
+        c1 = m['caching, 1 worker'] / max(m['loader, 1 worker'], enc)
+        c2 = m['caching, 2 workers'] / max(m['loader, 2 workers'], enc)
+        line += f"; caching / max(decode, encode): {c1:.2f}× with 1 worker, {c2:.2f}× with 2 (goal ≤ 1.10)"
+        line += (f"\n\nCPU work: caching, 1 worker {c['caching, 1 worker']:.1f} CPU s vs decode {c['loader, 1 worker']:.1f} + encode "
+                 f"{c['encode only (VAE load + encode)']:.1f} CPU s; with {cores} cores no pass can take less than its CPU s / {cores}")
+    return '\n'.join(out + [line])
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument('--quick', action='store_true', help='2 small triplets, 9 frames, 1 turn (a smoke test)')
     ap.add_argument('--reps', type=int, default=None, help='timed turns of each (default 2; 1 with --quick)')
     ap.add_argument('--decode-paths', action='store_true', help="also time the decode paths of media's decode_path")
     ap.add_argument('--profile', action='store_true', help='also cProfile one caching pass (1 worker) in the main process')
+    ap.add_argument('--loader-only', action='store_true', help='only the ceiling and the loader rows (no VAE)')
     a = ap.parse_args(argv)
     from ltx_nb.core import parse_request, EMBEDDED_MODEL, media_kind
     from ltx_nb.dataset import check_dataset
     from ltx_nb.latents import encode_prompts, fitted_triplets
-    from ltx_nb.bench import interleaved, median, spread, markdown_table, machine_line
+    from ltx_nb.bench import interleaved
     reps = a.reps or (1 if a.quick else 2)
     sizes, frames, bucket = ([(320, 180), (256, 144)], 9, 'low') if a.quick else ([(1920, 1080), (1280, 720)], 89, 'medium')
     data = source_set(sizes, frames)
@@ -159,40 +192,18 @@ def main(argv=None):
            'encode only (VAE load + encode)': lambda: encode_all(clips, r),
            'caching, 1 worker': lambda: cache_all(report, r, 1, text/'text'),
            'caching, 2 workers': lambda: cache_all(report, r, 2, text/'text')}
+    if a.loader_only: fns = {k: f for k, f in fns.items() if k.startswith(('decord', 'loader'))}
     fns, cpu = timed_cpu(fns)
     load0 = os.getloadavg()
     t = interleaved(fns, reps=reps, warmup=0 if a.quick else 1)
     load1 = os.getloadavg()
-    total = len(items) * frames
-    m = {k: median(v) for k, v in t.items()}
-    ceil, enc = m['decord full size (ceiling)'], m['encode only (VAE load + encode)']
-    def vs(k):
-        if k.startswith('loader'): return f"{ceil / m[k]:.2f}× ceiling"
-        if k.startswith('caching'):
-            dec = m['loader, ' + k.split(', ')[1]]
-            return f"{m[k] / max(dec, enc):.2f}× max(decode {dec:.1f} s, encode {enc:.1f} s)"
-        return '—'
-    rows = [{'pipeline': k, 's/pass': v, 'spread': spread(t[k]), 'CPU s (all processes)': median(cpu[k][-len(t[k]):]),
-             'frames/s': total / v, 'ratio': vs(k)} for k, v in m.items()]
-    W, H = r.size
-    print(f"## Caching — {len(items)} triplets ({', '.join(f'{w}×{h}' for w, h in sizes)}; reference, target, video mask), "
-          f"{frames} frames each into {bucket} 16:9 ({W}×{H}), tiny VAE on the CPU; {total} triplet frames per pass; "
-          f"median of {reps} interleaved turns\n")
-    print(markdown_table(rows))
-    print(f"\n{machine_line()} · load average {load0[0]:.1f} before, {load1[0]:.1f} after (a shared machine: ratios only)")
-    one, two = ceil / m['loader, 1 worker'], m['loader, 1 worker'] / m['loader, 2 workers']
-    c1 = m['caching, 1 worker'] / max(m['loader, 1 worker'], enc)
-    c2 = m['caching, 2 workers'] / max(m['loader, 2 workers'], enc)
-    print(f"\nloader / ceiling: {one:.2f}× with 1 worker (goal ≥ 1.0); 2 workers / 1 worker: {two:.2f}× (goal ≥ 1.8); "
-          f"caching / max(decode, encode): {c1:.2f}× with 1 worker, {c2:.2f}× with 2 (goal ≤ 1.10)")
-    cores = len(os.sched_getaffinity(0))
-    c = {k: median(cpu[k][-len(t[k]):]) for k in m}
-    print(f"\nCPU work: caching, 1 worker {c['caching, 1 worker']:.1f} CPU s vs decode {c['loader, 1 worker']:.1f} + encode "
-          f"{c['encode only (VAE load + encode)']:.1f} CPU s; with {cores} cores no pass can take less than its CPU s / {cores}")
+    print(report_table(t, cpu, len(items) * frames, sizes, frames, bucket, r.size, reps, load0, load1))
     if a.profile:
         print('\n### Profile of one caching pass (1 worker), main process\n')
         print('```\n' + profile_caching(report, r, 1, text/'text') + '```')
     if a.decode_paths:
+        from ltx_nb.bench import markdown_table
+        W, H = r.size
         print(f'\n### Decode paths — {frames} frames into {W}×{H}, one process\n')
         print(markdown_table(decode_paths([v[1] for v in videos], r.size, frames, reps)))
     shutil.rmtree(text.parent, ignore_errors=True)

@@ -295,9 +295,10 @@ def check_dataset(r:Request, # a validated request
     return DatasetReport(r.training_data_url, str(root), dataset_settings(r), items, notes=notes, validation=validation,
                          validation_inputs=inputs)
 
-# %% ../nbs/04_dataset.ipynb #c7a43507
+# %% ../nbs/04_dataset.ipynb #5ac3e9f6
 def load_triplet(item:TripletReport, # an 'ok' row of a `DatasetReport`
                  r:Request, # the request it was checked against
+                 contiguous:bool=True, # False: `reference` and `target` may be views into the decoded frames (copied once by the caller)
                 )->FittedTriplet:
     "Decode and fit one checked triplet exactly as training will see it."
     from ltx_nb.archive import Triplet
@@ -309,8 +310,8 @@ def load_triplet(item:TripletReport, # an 'ok' row of a `DatasetReport`
                 Path(p['caption']) if p.get('caption') else None)
     plan = _plan_triplet(t, r)
     white = _white_mask(t, plan)
-    return FittedTriplet(item.name, read_clip(t.reference, plan['reference_indices'], plan['reference_fit'], plan['reference']),
-                         read_clip(t.target, plan['target_indices'], plan['target_fit'], plan['target']), white,
+    clip = lambda role: read_clip(getattr(t, role), plan[f'{role}_indices'], plan[f'{role}_fit'], plan[role], contiguous=contiguous)
+    return FittedTriplet(item.name, clip('reference'), clip('target'), white,
                          latent_keep_mask(white, r.mask_dilation), item.caption, _geometry(plan))
 
 # %% ../nbs/04_dataset.ipynb #9a143542

@@ -306,6 +306,7 @@ def read_clip(path:str|Path,           # a video file
               info:VideoInfo|None=None, # its probe, to save probing again
               backend:str|None=None,   # 'decord' or 'pyav'; default `$LTX_NB_DECODER`, else decord
               scaler:str='auto',       # 'auto': the cheaper of `decode_path`; 'decoder': always the decoder's (masks)
+              contiguous:bool=True,    # False: the crop may be a view into the decoded frames (the caller copies it once)
              )->np.ndarray:
     "Decode `indices` of a video, scaled, turned upright and cropped by `fit`: uint8 (T, H, W, 3)."
     info = info or probe_video(path, backend)
@@ -325,5 +326,6 @@ def read_clip(path:str|Path,           # a video file
         try: a = _decode_pyav(path, want, w, h)
         except Exception as e: raise unreadable(path, e) from None
     if info.rotation: a = np.rot90(a, info.rotation // 90, axes=(1, 2))
+    if idx == want: return np.ascontiguousarray(crop(a, fit)) if contiguous else crop(a, fit)
     pos = {k: j for j, k in enumerate(want)}
-    return np.ascontiguousarray(crop(a[[pos[k] for k in idx]], fit))
+    return crop(a, fit)[[pos[k] for k in idx]]  # fancy indexing copies the cropped frames once, contiguous

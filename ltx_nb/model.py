@@ -6,19 +6,19 @@ Docs: https://ltx-nb.github.io/ltx_nb/model.html.md"""
 
 # %% ../nbs/06_model.ipynb #bc5f846a
 from __future__ import annotations
-import functools, hashlib, json, math, os, re, shutil, tempfile
+import functools, json, math, os, re, shutil, tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from .core import EMBEDDED_MODEL, EMBEDDED_RANDOM, DEFAULT_MODEL, TRAINING_TYPE, cache_dir, DEFAULT_NEGATIVE_PROMPT, RequestError, latent_grid, VAE_FRAMES, VAE_PIXELS, atomic_path
+from .core import EMBEDDED_MODEL, EMBEDDED_RANDOM, DEFAULT_MODEL, TRAINING_TYPE, cache_dir, DEFAULT_NEGATIVE_PROMPT, RequestError, latent_grid, VAE_FRAMES, VAE_PIXELS, atomic_path, file_digest
 
 # %% auto #0
 __all__ = ['TINY_MODEL_VERSION', 'TINY_TEXT', 'TINY_VIDEO', 'TINY_AUDIO', 'TINY_REGISTERS', 'SHIPPED_COMPONENTS', 'AUDIO_BRANCH',
-           'LORA_TARGETS', 'LORA_PREFIX', 'LTX23_CONFIG', 'WEIGHT_BITS', 'build_tiny_model', 'shipped_dir',
-           'shipped_manifest', 'install_shipped', 'embedded_model_dir', 'resolve_model', 'loading_bars', 'is_audio_key',
+           'LORA_TARGETS', 'LORA_PREFIX', 'LTX23_CONFIG', 'WEIGHT_BITS', 'loading_bars', 'build_tiny_model',
+           'shipped_dir', 'shipped_manifest', 'install_shipped', 'embedded_model_dir', 'resolve_model', 'is_audio_key',
            'strip_audio', 'SafetensorsState', 'video_only_transformer', 'transformer_weight_files', 'load_video_only',
            'load_transformer', 'load_vae', 'load_scheduler', 'TextEncoder', 'load_text_encoder', 'pack_latents',
            'unpack_tokens', 'video_coords', 'sequence_coords', 'resolve_device', 'mixed_precision_for', 'compute_dtype',
@@ -144,24 +144,38 @@ def _tiny_components(seed:int)->dict:
     return dict(scheduler=scheduler, vae=vae, audio_vae=audio_vae, text_encoder=text_encoder, tokenizer=tokenizer,
                 connectors=connectors, transformer=transformer, vocoder=vocoder)
 
+def loading_bars(show:bool,          # keep transformers' and diffusers' own 'Loading weights' bars
+                 warnings:bool=True, # False: their log is cut to errors too (the tiny model's build warns about its own size)
+                ):
+    "A context that hides the weight-loading bars (and, if asked, the warnings) of transformers and diffusers."
+    import contextlib
+    from diffusers.utils import logging as dlog
+    from transformers.utils import logging as tlog
+    @contextlib.contextmanager
+    def quiet():
+        bars = [(m, m.is_progress_bar_enabled()) for m in (dlog, tlog)] if not show else []
+        levels = [(m, m.get_verbosity()) for m in (dlog, tlog)] if not warnings else []
+        for m, _ in bars: m.disable_progress_bar()
+        for m, _ in levels: m.set_verbosity_error()
+        try: yield
+        finally:
+            for m, on in bars:
+                if on: m.enable_progress_bar()
+            for m, v in levels: m.set_verbosity(v)
+    return contextlib.nullcontext() if show and warnings else quiet()
+
 def build_tiny_model(dest:str|Path, # folder to write the diffusers-format pipeline into (created)
                      seed:int=0,    # weights are a pure function of the seed
                     )->Path:
     "Build the tiny random LTX-2.3 pipeline and save it as a diffusers directory loadable by `LTX2Pipeline.from_pretrained`."
     from diffusers import LTX2Pipeline
-    from diffusers.utils import logging as dlog
-    from transformers.utils import logging as tlog
     import torch
     dest = Path(dest)
-    v, t = dlog.get_verbosity(), tlog.get_verbosity()
-    dlog.set_verbosity_error(); tlog.set_verbosity_error(); tlog.disable_progress_bar()
-    try:
-        with torch.random.fork_rng(devices=[]):  # leave the caller's random state alone
-            LTX2Pipeline(**_tiny_components(seed)).save_pretrained(dest, safe_serialization=True)
-    finally: dlog.set_verbosity(v); tlog.set_verbosity(t); tlog.enable_progress_bar()
+    with loading_bars(False, warnings=False), torch.random.fork_rng(devices=[]):  # the caller's random state is left alone
+        LTX2Pipeline(**_tiny_components(seed)).save_pretrained(dest, safe_serialization=True)
     return dest
 
-# %% ../nbs/06_model.ipynb #78e1dcc2
+# %% ../nbs/06_model.ipynb #77a5d57a
 SHIPPED_COMPONENTS = ('vae', 'transformer')  # trained by tools/train_tiny.py; the rest stay as `_tiny_components` builds them
 
 def shipped_dir()->Path:
@@ -181,18 +195,17 @@ def install_shipped(dest:Path, # a pipeline folder built by `build_tiny_model`
     "Replace `dest`'s VAE and transformer by the shipped trained ones, checking every file's sha256 against the manifest."
     man, src = shipped_manifest(), shipped_dir()
     for rel, digest in man['sha256'].items():
-        data = (src/rel).read_bytes()
-        if hashlib.sha256(data).hexdigest() != digest:
+        if file_digest(src/rel) != digest:
             raise RequestError([f"model 'embedded:tiny': {src/rel} does not match its manifest (sha256); reinstall ltx_nb"])
-        (dest/rel).write_bytes(data)
+        shutil.copyfile(src/rel, dest/rel)
     return dest
 
-# %% ../nbs/06_model.ipynb #4672bdcd
+# %% ../nbs/06_model.ipynb #87a9dde4
 def embedded_model_dir(kind:str='tiny', # 'tiny' (trained, shipped weights) or 'random' (untrained, for shape tests)
                       )->Path:
     "The tiny LTX-2.3 pipeline folder, built into the cache on first use (atomically)."
     assert kind in ('tiny', 'random'), kind
-    tag = '' if kind == 'random' else '-' + hashlib.sha256((shipped_dir()/'manifest.json').read_bytes()).hexdigest()[:10]
+    tag = '' if kind == 'random' else '-' + file_digest(shipped_dir()/'manifest.json')[:10]  # hashed once per process
     dest = cache_dir()/f'embedded-{kind}-{TINY_MODEL_VERSION}{tag}'  # new shipped weights: a new folder
     if (dest/'model_index.json').is_file(): return dest
     tmp = Path(tempfile.mkdtemp(prefix=f'.embedded-{kind}-', dir=dest.parent))
@@ -205,7 +218,7 @@ def embedded_model_dir(kind:str='tiny', # 'tiny' (trained, shipped weights) or '
     finally: shutil.rmtree(tmp, ignore_errors=True)
     return dest
 
-# %% ../nbs/06_model.ipynb #f7bb071c
+# %% ../nbs/06_model.ipynb #880cea74
 def resolve_model(model:str|Path, # 'embedded:tiny', a diffusers-format directory, a Lightricks single file or a Hub id
                  )->str|Path:
     "Where to load `model` from: the tiny model's cache folder, a local directory or single file, or the Hub id unchanged."
@@ -231,22 +244,6 @@ def _load(what:str, model, fn):
                             f"{str(e)[:300]}); the machine may be offline or the id wrong. Download it once "
                             f"(`hf download {model} --local-dir DIR`) and set model to DIR, or use "
                             f"{EMBEDDED_MODEL!r} for the offline tiny model"]) from e
-
-def loading_bars(show:bool # keep transformers' and diffusers' own 'Loading weights' bars
-                ):
-    "A context that hides the weight-loading bars of transformers and diffusers (a quiet run, a saved job record)."
-    import contextlib
-    from diffusers.utils import logging as dlog
-    from transformers.utils import logging as tlog
-    @contextlib.contextmanager
-    def hidden():
-        was = [(m, m.is_progress_bar_enabled()) for m in (dlog, tlog)]
-        for m, _ in was: m.disable_progress_bar()
-        try: yield
-        finally:
-            for m, on in was:
-                if on: m.enable_progress_bar()
-    return contextlib.nullcontext() if show else hidden()
 
 # %% ../nbs/06_model.ipynb #ad1090d5
 def _dtype(dtype):

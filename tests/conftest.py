@@ -9,6 +9,8 @@ ROOT = Path(__file__).resolve().parents[1]
 # The request floor is the hosted trainer's 100 steps; LTX_NB_MIN_STEPS lowers it for this session (and its children).
 STEPS = 20
 os.environ.setdefault('LTX_NB_MIN_STEPS', '10')
+# The suite runs offline (no weights or data are downloaded at run time): a Hub id fails at once instead of after retries.
+os.environ.setdefault('HF_HUB_OFFLINE', '1')
 
 # The cheapest real grid of the tiny model, shared by the test modules' requests (each adds its own steps and seed).
 TINY = dict(model='embedded:tiny', number_of_frames=9, resolution='low', aspect_ratio='16:9', rank=8, learning_rate=1e-3,
@@ -69,3 +71,14 @@ def one_torch_thread():
     n = torch.get_num_threads(); torch.set_num_threads(1)
     yield
     torch.set_num_threads(n)
+
+# The files that take minutes, longest first (measured 2026-12-01, idle machine, `--durations`). `make pytest` runs with
+# `--dist loadfile --no-loadscope-reorder`, so xdist hands out files in this order and no long file is left to run
+# alone at the end; the order of tests inside a file is kept.
+LONGEST_FIRST = ('test_package.py', 'test_train.py', 'test_jobs.py', 'test_distributed.py', 'test_ltx_core_parity.py',
+                 'test_tracking.py', 'test_ray.py', 'test_benchmarks.py', 'test_browser.py', 'test_model.py', 'test_sample.py',
+                 'test_faults_rundir.py')
+
+def pytest_collection_modifyitems(session, config, items):
+    rank = {n: k for k, n in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda i: rank.get(i.path.name, len(rank)))  # a stable sort: each file's own order stays

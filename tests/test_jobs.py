@@ -54,18 +54,6 @@ def test_seed_example_runs_unchanged_apart_from_urls(tmp_path):
     assert p.returncode == 0, p.stderr
     assert '2 triplets: 2 ok' in p.stdout and '89 frames at 24 fps, 768×768' in p.stdout
 
-def test_job_runs_keeps_notebook_and_summarises(small, tmp_path):
-    p = ltx_nb('train', small/'req.json', *CPU, '--run-dir', tmp_path/'run', '--quiet', cwd=small)
-    assert p.returncode == 0, p.stdout + p.stderr
-    d = tmp_path/'run'
-    nb = json.loads((d/'train_v2v_masked.ipynb').read_text())
-    assert any('injected-parameters' in c['metadata'].get('tags', []) for c in nb['cells'])
-    for f in ('lora.safetensors', 'config.json', 'metrics.jsonl', 'progress.json', 'loss.png', 'report.json'):
-        assert (d/f).exists(), f
-    head, rule, row = p.stdout.strip().splitlines()[-3:]
-    assert head.split() == ['request', 'status', 'final', 'loss', 'time', 'run', 'directory']
-    assert row.split()[:2] == ['req', 'completed'] and str(d) in row
-
 def test_failing_job_exits_1_and_keeps_its_notebook(small, tmp_path):
     p = ltx_nb('train', small/'req.json', *CPU, '--set', 'model="no-such-org/no-such-model"', '--run-dir', tmp_path/'run',
                '--quiet', cwd=small, timeout=600)
@@ -75,14 +63,23 @@ def test_failing_job_exits_1_and_keeps_its_notebook(small, tmp_path):
     errors = [o for c in nb['cells'] for o in c.get('outputs', []) if o.get('output_type') == 'error']
     assert errors and 'no-such-org/no-such-model' in errors[0]['evalue']
 
-def test_sweep_runs_one_job_per_combination(small, tmp_path):
+def test_sweep_runs_one_job_per_combination_each_keeping_its_notebook(small, tmp_path):
+    "A two-job sweep: one papermill job per combination, each run directory with its executed notebook and files, one summary."
     p = ltx_nb('train', small/'req.json', *CPU, '--sweep', 'rank=8,16', '--run-dir', tmp_path/'sweep', '--quiet', cwd=small)
     assert p.returncode == 0, p.stdout + p.stderr
     rows = [l for l in p.stdout.splitlines() if l.startswith('req ')]
     assert [r.split()[1] for r in rows] == ['rank=8', 'rank=16'] and all('completed' in r for r in rows)
     from ltx_nb.model import lora_metadata
-    ranks = sorted(lora_metadata(d/'lora.safetensors')['rank'] for d in (tmp_path/'sweep').iterdir())
-    assert ranks == ['16', '8']
+    runs = sorted((tmp_path/'sweep').iterdir())
+    assert sorted(lora_metadata(d/'lora.safetensors')['rank'] for d in runs) == ['16', '8']
+    for d in runs:
+        nb = json.loads((d/'train_v2v_masked.ipynb').read_text())
+        assert any('injected-parameters' in c['metadata'].get('tags', []) for c in nb['cells'])
+        for f in ('lora.safetensors', 'config.json', 'metrics.jsonl', 'progress.json', 'loss.png', 'report.json'):
+            assert (d/f).exists(), (d, f)
+    head = p.stdout.strip().splitlines()[-len(rows) - 2]
+    assert head.split() == ['request', 'status', 'final', 'loss', 'time', 'run', 'directory'], p.stdout
+    assert sorted(r.split()[-1] for r in rows) == [str(d) for d in runs]
 
 def test_parameters_cell_is_the_request_table():
     "The job notebook's parameters cell (source and packaged copy) is generated from the request table: one line per field."
