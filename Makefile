@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 # torch's CPU build lies on disk on our machines; on a CUDA box pip takes the matching wheel from PyPI.
 TORCH ?= torch==2.13.0
 
-.PHONY: setup demo test export check-nbs nbtest pytest clean browser
+.PHONY: setup demo sheet test export check-nbs nbtest pytest clean browser
 
 setup: $(VENV)/.installed
 
@@ -20,6 +20,14 @@ $(VENV)/.installed: pyproject.toml
 
 demo: setup
 	$(BIN)/ltx-nb demo
+
+# The README's picture: a fresh demo run's last contact sheet, copied to $(SHEET) (commit it with the demo settings).
+SHEET := nbs/images/demo_sheet.png
+SHEET_RUN := outputs/sheet
+sheet: setup
+	rm -rf $(SHEET_RUN)
+	$(BIN)/ltx-nb demo --run-dir $(SHEET_RUN)
+	$(BIN)/python -c "from ltx_nb.runner import demo_sheet; print(demo_sheet('$(SHEET_RUN)', '$(SHEET)'))"
 
 # Notebooks -> ltx_nb/ (modules and the packaged job notebooks), clean notebooks, README from index.ipynb.
 export: setup

@@ -20,8 +20,8 @@ from .rundir import phase_label
 __all__ = ['JOB_NOTEBOOK', 'JOB_DEFAULTS', 'JOB_SETTINGS', 'DEMO_TARGETS', 'EXECUTORS', 'RAY_START_TRIES', 'job_notebook_path',
            'demo_request_path', 'job_request', 'job_parameters_source', 'ReelPreview', 'reel_preview', 'RunOutputs',
            'run_outputs', 'Job', 'expand_sweeps', 'plan_jobs', 'JobResult', 'run_job', 'summary_table', 'demo_figures',
-           'demo_report', 'job_gpus', 'start_ray', 'collect_ray', 'run_jobs', 'RunInfo', 'run_info', 'RunsTable',
-           'list_runs']
+           'demo_report', 'demo_sheet', 'job_gpus', 'start_ray', 'collect_ray', 'run_jobs', 'RunInfo', 'run_info',
+           'RunsTable', 'list_runs']
 
 # %% ../nbs/17_runner.ipynb #d4fb601a
 JOB_NOTEBOOK = 'train_v2v_masked.ipynb'
@@ -268,6 +268,20 @@ def demo_report(run_dir:str|Path)->str:
             lines.append(f"learning check: {k.replace('_vs_', '/').replace('mismatched', 'mismatched-reference')} loss {f[k]:.3f} "
                          f"(target ≤ {t[k]:g}: {ok(f[k] <= t[k])})")
     return '\n'.join(lines)
+
+# %% ../nbs/17_runner.ipynb #326e425d
+def demo_sheet(run_dir:str|Path, # a finished demo run
+               dest:str|Path|None=None, # copy the sheet here too (the README's picture)
+              )->Path:
+    "The contact sheet of a run's last validation point; copied to `dest` (and that path returned) when given."
+    import shutil
+    pts = read_validation_index(run_dir, missing_ok=True).get('points', [])
+    src = validation_dir(Path(run_dir))/pts[-1]['sheet'] if pts else None
+    if src is None or not src.is_file():
+        raise LtxNbError(f"{run_dir}: no validation sheet yet; run the demo there first (ltx-nb demo --run-dir {run_dir})")
+    if dest is None: return src
+    Path(dest).parent.mkdir(parents=True, exist_ok=True)
+    return Path(shutil.copyfile(src, dest))
 
 # %% ../nbs/17_runner.ipynb #cd0024b7
 EXECUTORS = ('local', 'ray')

@@ -1,4 +1,5 @@
-"""Write README.md from nbs/index.ipynb: markdown cells as they are, code cells as python blocks.
+"""Write README.md from nbs/index.ipynb: markdown cells as they are (pictures under nbs/images/ re-pointed from the
+repository root), code cells as python blocks.
 
 nbdev's own `nbdev-readme` renders through Quarto, which cannot be installed offline (its PyPI package downloads the
 binary at build time), so this small renderer keeps README.md generated from the notebook. `--check` exits 1 when
@@ -13,7 +14,7 @@ def render(nb_path='nbs/index.ipynb'):
     for c in nb['cells']:
         src = ''.join(c['source']).rstrip()
         if not src or src.startswith('#| hide') or '#| hide' in src.splitlines()[:2]: continue
-        if c['cell_type'] == 'markdown': parts.append(src)
+        if c['cell_type'] == 'markdown': parts.append(src.replace('](images/', '](nbs/images/'))  # notebook-relative pictures
         elif c['cell_type'] == 'code':
             lines = [l for l in src.splitlines() if not l.startswith('#|')]
             if lines: parts.append('```python\n' + '\n'.join(lines) + '\n```')
