@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .core import (RequestError, VIDEO_EXTS, IMAGE_EXTS, media_kind, is_remote, resolve_source, cache_dir,
-                         source_problem, check_regular_file, show_progress)
+                         source_problem, check_regular_file, show_progress, file_sha256)
 
 # %% auto #0
 __all__ = ['MAX_ARCHIVE_FILES', 'MAX_ARCHIVE_BYTES', 'MAX_RATIO', 'RATIO_FLOOR', 'MAX_DOWNLOAD_BYTES', 'DOWNLOAD_ENV',
@@ -320,13 +320,6 @@ def download_url(url:str,      # http(s) URL
 # %% ../nbs/01_archive.ipynb #6add43ae
 EXTRACTED_MARKER = '.ltx_nb_complete'  # hidden, so triplet matching never sees it
 
-def _sha256(path:Path)->str:
-    "Hex SHA-256 of a file's bytes."
-    h = hashlib.sha256()
-    with open(path, 'rb') as f:
-        while chunk := f.read(1 << 22): h.update(chunk)
-    return h.hexdigest()
-
 def _write_atomic(path:Path, text:str):
     "Write `text` to `path` through a temporary file and a rename."
     fd, t = tempfile.mkstemp(prefix=f'.{path.name}.', dir=path.parent)
@@ -339,7 +332,7 @@ def extract_zip(zip_path:str|Path, # the zip archive
                )->Path:
     "Extract `zip_path` safely once, reusing a complete earlier extraction of the same bytes; returns its folder."
     zip_path, folder = Path(zip_path), Path(folder)
-    digest = _sha256(zip_path)
+    digest = file_sha256(zip_path)
     dest = folder/digest[:16]
     if (dest/EXTRACTED_MARKER).is_file(): return dest
     folder.mkdir(parents=True, exist_ok=True)

@@ -18,8 +18,8 @@ __all__ = ['VAE_FRAMES', 'VAE_PIXELS', 'RESOLUTIONS', 'ASPECT_RATIOS', 'VIDEO_EX
            'LtxNbError', 'RequestError', 'snap_frames', 'latent_frames', 'latent_grid', 'pixel_frame_span',
            'bucket_size', 'exact_reference', 'exact_reference_buckets', 'media_kind', 'cache_dir', 'source_problem',
            'check_regular_file', 'os_error_message', 'load_json', 'show_progress', 'atomic_path', 'write_json',
-           'file_digest', 'steps_floor', 'field_bounds', 'Request', 'is_remote', 'resolve_source', 'report_to_names',
-           'tracker_problems', 'parse_request', 'load_request', 'parse_override', 'request_hash']
+           'file_sha256', 'file_digest', 'steps_floor', 'field_bounds', 'Request', 'is_remote', 'resolve_source',
+           'report_to_names', 'tracker_problems', 'parse_request', 'load_request', 'parse_override', 'request_hash']
 
 # %% ../nbs/00_core.ipynb #4f2d1e0c
 class LtxNbError(Exception):
@@ -214,19 +214,23 @@ def write_json(path:str|Path, obj)->Path:
     with atomic_path(path) as t: t.write_text(json.dumps(obj, indent=2, default=str, ensure_ascii=False))
     return Path(path)
 
-# %% ../nbs/00_core.ipynb #4d482776
+# %% ../nbs/00_core.ipynb #d78b1be9
+def file_sha256(path:str|Path # a file
+               )->str:
+    "Hex sha256 of a file's bytes, read in 1 MiB chunks; every call reads the file (checkpoint verification, archives)."
+    h = hashlib.sha256()
+    with open(path, 'rb') as f:
+        for b in iter(lambda: f.read(1 << 20), b''): h.update(b)
+    return h.hexdigest()
+
 _digests = {}
 
 def file_digest(path:str|Path # a file
                )->str:
-    "sha256 of a file's bytes, remembered per (path, size, mtime) within the process."
+    "`file_sha256`, remembered per (path, size, mtime) within the process (cache keys, a run's data, the shipped manifest)."
     p = Path(path); st = p.stat()
     key = (str(p.resolve()), st.st_size, st.st_mtime_ns)
-    if key not in _digests:
-        h = hashlib.sha256()
-        with open(p, 'rb') as f:
-            for b in iter(lambda: f.read(1 << 20), b''): h.update(b)
-        _digests[key] = h.hexdigest()
+    if key not in _digests: _digests[key] = file_sha256(p)
     return _digests[key]
 
 # %% ../nbs/00_core.ipynb #0c21056c

@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from ltx_nb.core import RequestError, load_request
+from ltx_nb.core import RequestError, load_request, file_sha256
 from ltx_nb.rundir import (LOCK, CHECKPOINT_STATE, CHECKPOINT_INFO, RunDirBusy, RunDirError, acquire_lock, read_progress,
-                           read_metrics, latest_checkpoint, list_checkpoints, load_checkpoint, _digest)
+                           read_metrics, latest_checkpoint, list_checkpoints, load_checkpoint)
 from ltx_nb.train import train
 
 from conftest import TINY
@@ -134,7 +134,7 @@ def test_a_pickle_in_a_checkpoint_is_not_executed(finished, tmp_path, monkeypatc
     monkeypatch.setenv('EVIL_MARKER', str(marker))
     (ck/CHECKPOINT_STATE).write_bytes(pickle.dumps(dict(optimizer=_Evil())))
     info = json.loads((ck/CHECKPOINT_INFO).read_text())
-    info['files'][CHECKPOINT_STATE] = dict(bytes=(ck/CHECKPOINT_STATE).stat().st_size, sha256=_digest(ck/CHECKPOINT_STATE))
+    info['files'][CHECKPOINT_STATE] = dict(bytes=(ck/CHECKPOINT_STATE).stat().st_size, sha256=file_sha256(ck/CHECKPOINT_STATE))
     (ck/CHECKPOINT_INFO).write_text(json.dumps(info))  # the digest matches: only weights_only stands in the way
     r = request(Path('.'))
     tr = load_transformer(r.model)

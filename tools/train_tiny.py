@@ -18,7 +18,7 @@ measured cause of the collapse to the mean colour) reaches 16.65 dB held-out PSN
 the base phase and the shipped figures are in ltx_nb/embedded/tiny/manifest.json.
 """
 from __future__ import annotations
-import argparse, hashlib, json, os, sys, time
+import argparse, json, os, sys, time
 from pathlib import Path
 import numpy as np
 
@@ -337,18 +337,17 @@ def train_base(work:Path, steps:int, n_train:int=32, n_held:int=4, batch:int=4, 
 
 
 # ---------------------------------------------------------------- ship
-def sha256(p:Path)->str: return hashlib.sha256(p.read_bytes()).hexdigest()
-
 
 def ship(work:Path, dest:Path=SHIP):
     "Copy the trained VAE and transformer into the package data with manifest.json (config, hashes, seeds, quality)."
     import shutil
+    from ltx_nb.core import file_sha256
     files = {}
     for comp in ('vae', 'transformer'):
         (dest/comp).mkdir(parents=True, exist_ok=True)
         for f in ('config.json', 'diffusion_pytorch_model.safetensors'):
             shutil.copyfile(work/comp/f, dest/comp/f)
-            files[f'{comp}/{f}'] = sha256(dest/comp/f)
+            files[f'{comp}/{f}'] = file_sha256(dest/comp/f)
     man = dict(recipe='tools/train_tiny.py', seeds=dict(train=TRAIN_SEED, heldout=HELDOUT_SEED, demo_excluded=DEMO_SEED),
                bucket=[SIZE, SIZE], frames=FRAMES, sha256=files,
                config={c: json.loads((dest/c/'config.json').read_text()) for c in ('vae', 'transformer')},
