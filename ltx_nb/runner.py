@@ -269,15 +269,14 @@ def demo_report(run_dir:str|Path)->str:
                          f"(target ≤ {t[k]:g}: {ok(f[k] <= t[k])})")
     return '\n'.join(lines)
 
-# %% ../nbs/17_runner.ipynb #326e425d
+# %% ../nbs/17_runner.ipynb #b8b05c59
 def demo_sheet(run_dir:str|Path, # a finished demo run
                dest:str|Path|None=None, # copy the sheet here too (the README's picture)
               )->Path:
     "The contact sheet of a run's last validation point; copied to `dest` (and that path returned) when given."
     import shutil
-    pts = read_validation_index(run_dir, missing_ok=True).get('points', [])
-    src = validation_dir(Path(run_dir))/pts[-1]['sheet'] if pts else None
-    if src is None or not src.is_file():
+    src = ReelPreview(run_dir).poster
+    if src is None:
         raise LtxNbError(f"{run_dir}: no validation sheet yet; run the demo there first (ltx-nb demo --run-dir {run_dir})")
     if dest is None: return src
     Path(dest).parent.mkdir(parents=True, exist_ok=True)
