@@ -13,13 +13,14 @@ from typing import Any
 
 # %% auto #0
 __all__ = ['VAE_FRAMES', 'VAE_PIXELS', 'RESOLUTIONS', 'ASPECT_RATIOS', 'VIDEO_EXTS', 'IMAGE_EXTS', 'MAX_JSON_BYTES', 'QUIET_ENV',
-           'DEFAULT_MODEL', 'EMBEDDED_MODEL', 'EMBEDDED_RANDOM', 'TRAINING_TYPE', 'DEFAULT_NEGATIVE_PROMPT',
-           'VALIDATION_KEYS', 'SCENE_SPLIT_REFUSAL', 'VRAM_PRESETS', 'MIN_STEPS_ENV', 'TRACKERS', 'FEATURE_FIELDS',
-           'LtxNbError', 'RequestError', 'snap_frames', 'latent_frames', 'latent_grid', 'pixel_frame_span',
-           'bucket_size', 'exact_reference', 'exact_reference_buckets', 'media_kind', 'cache_dir', 'source_problem',
-           'check_regular_file', 'os_error_message', 'load_json', 'show_progress', 'atomic_path', 'write_json',
-           'file_sha256', 'file_digest', 'steps_floor', 'field_bounds', 'Request', 'is_remote', 'resolve_source',
-           'report_to_names', 'tracker_problems', 'parse_request', 'load_request', 'parse_override', 'request_hash']
+           'HEAP_PAD_ENV', 'HEAP_PAD_MB', 'DEFAULT_MODEL', 'EMBEDDED_MODEL', 'EMBEDDED_RANDOM', 'TRAINING_TYPE',
+           'DEFAULT_NEGATIVE_PROMPT', 'VALIDATION_KEYS', 'SCENE_SPLIT_REFUSAL', 'VRAM_PRESETS', 'MIN_STEPS_ENV',
+           'TRACKERS', 'FEATURE_FIELDS', 'LtxNbError', 'RequestError', 'snap_frames', 'latent_frames', 'latent_grid',
+           'pixel_frame_span', 'bucket_size', 'exact_reference', 'exact_reference_buckets', 'media_kind', 'cache_dir',
+           'source_problem', 'check_regular_file', 'os_error_message', 'load_json', 'show_progress', 'keep_freed_heap',
+           'atomic_path', 'write_json', 'file_sha256', 'file_digest', 'steps_floor', 'field_bounds', 'Request',
+           'is_remote', 'resolve_source', 'report_to_names', 'tracker_problems', 'parse_request', 'load_request',
+           'parse_override', 'request_hash']
 
 # %% ../nbs/00_core.ipynb #4f2d1e0c
 class LtxNbError(Exception):
@@ -189,6 +190,21 @@ def show_progress(want:bool=True # the caller's own wish (e.g. not --quiet)
         if sys.stderr is not None and sys.stderr.isatty(): return True
     except (AttributeError, ValueError): pass
     return 'ipykernel' in sys.modules  # a notebook draws widgets, not terminal escapes
+
+# %% ../nbs/00_core.ipynb #8593d9cb
+HEAP_PAD_ENV = 'LTX_NB_HEAP_PAD_MB'  # MB of freed memory malloc keeps for reuse; 0: glibc's default
+HEAP_PAD_MB = 512
+_M_TOP_PAD = -2  # glibc's mallopt parameter number (malloc.h)
+
+def keep_freed_heap(pad_mb:int|None=None # MB to keep; None: `$LTX_NB_HEAP_PAD_MB`, else `HEAP_PAD_MB`
+                   )->int:
+    "Let glibc's malloc keep `pad_mb` of freed memory for reuse instead of returning it at once; the MB set (0: none)."
+    import ctypes, platform
+    if pad_mb is None: pad_mb = int(os.environ.get(HEAP_PAD_ENV) or HEAP_PAD_MB)
+    if pad_mb <= 0 or platform.libc_ver()[0] != 'glibc': return 0
+    try: ok = ctypes.CDLL(None).mallopt(_M_TOP_PAD, pad_mb << 20)
+    except (OSError, AttributeError): return 0
+    return pad_mb if ok == 1 else 0
 
 # %% ../nbs/00_core.ipynb #b1f364d6
 from contextlib import contextmanager

@@ -11,6 +11,9 @@ STEPS = 20
 os.environ.setdefault('LTX_NB_MIN_STEPS', '10')
 # The suite runs offline (no weights or data are downloaded at run time): a Hub id fails at once instead of after retries.
 os.environ.setdefault('HF_HUB_OFFLINE', '1')
+# One torch thread per process: two xdist workers and their children already keep both cores busy, and a second
+# OpenMP thread per process on shared cores spins instead of working. Runs compared bit for bit need it anyway.
+os.environ.setdefault('OMP_NUM_THREADS', '1')
 
 # The cheapest real grid of the tiny model, shared by the test modules' requests (each adds its own steps and seed).
 TINY = dict(model='embedded:tiny', number_of_frames=9, resolution='low', aspect_ratio='16:9', rank=8, learning_rate=1e-3,

@@ -17,6 +17,7 @@ def run(script:str, *args:str, tmp_path:Path, timeout:int=120)->str:
     ('trainer_overhead.py', '| variant | s/step |', 'train step / bare forward+backward ='),
     ('token_budget.py', '| bucket | size | target |', 'reference half / full:'),
     ('fp8_base.py', '| base storage | base bytes | steps |', 'fp8 / fp32: steps/s'),
+    ('heap_pad.py', '| variant | triplets | wall s |', 'kept / default: wall'),
 ])
 def test_quick_prints_table(script, header, ratio, tmp_path):
     out = run(script, tmp_path=tmp_path)

@@ -29,12 +29,10 @@ def tiny(tmp_path_factory)->Path:
     return build_tiny_model(tmp_path_factory.mktemp('tiny')/'model')
 
 def test_build_is_deterministic_across_processes(tmp_path, tiny):
-    for name in ('a', 'b'):
-        run_py(f"from ltx_nb.model import build_tiny_model; build_tiny_model({str(tmp_path/name)!r})",
-               env={'PYTHONHASHSEED': str(len(name) * 17)})
-    a, b = tree_bytes(tmp_path/'a'), tree_bytes(tmp_path/'b')
-    assert a == b
-    assert a == tree_bytes(tiny)  # and identical to this process's build
+    "A fresh interpreter with a fixed hash seed builds the same bytes as this one (whose hash seed is pytest's)."
+    run_py(f"from ltx_nb.model import build_tiny_model; build_tiny_model({str(tmp_path/'a')!r})", env={'PYTHONHASHSEED': '17'})
+    a = tree_bytes(tmp_path/'a')
+    assert a == tree_bytes(tiny)
     assert {'model_index.json', 'transformer/diffusion_pytorch_model.safetensors', 'vae/diffusion_pytorch_model.safetensors',
             'text_encoder/model.safetensors', 'tokenizer/tokenizer.json', 'connectors/config.json',
             'scheduler/scheduler_config.json', 'audio_vae/config.json', 'vocoder/config.json'} <= set(a)

@@ -294,14 +294,38 @@ def accelerate_cmd(script:Path, *args)->list[str]:
 def accelerate_env()->dict:
     return {**env(), 'MASTER_ADDR': '127.0.0.1', 'CUDA_VISIBLE_DEVICES': ''}
 
-def test_two_processes_make_one_run(data, work, warm):
-    req2 = write_request(work/'two.json', data, seed=11)
-    run_dir = work/'two'
-    res = subprocess.run(accelerate_cmd(BIN/'ltx-nb', 'run', req2, '--run-dir', run_dir, '--quiet'), env=accelerate_env(),
+# `ltx-nb run` under `accelerate launch`, with each rank's LoRA dumped at the validation points (steps 10, 20 and 30):
+# the same initialisation and the same averaged gradients must keep them equal. One launch checks both.
+RANK_DUMP = """
+import sys
+from accelerate import PartialState
+from safetensors.torch import save_file
+import ltx_nb.train
+from ltx_nb.cli import main
+from ltx_nb.model import lora_state
+def dump(step, tr, run_dir, r):
+    save_file({k: v.detach().contiguous() for k, v in lora_state(tr).items()},
+              f"{sys.argv[1]}/rank{PartialState().process_index}-step{step}.safetensors")
+ltx_nb.train.validation_callbacks = lambda st, callbacks: [dump]  # what `train(callbacks=[dump])` gets, through the CLI
+sys.exit(main(sys.argv[2:]))
+"""
+
+def test_two_processes_make_one_run_and_hold_the_same_lora(data, work, warm):
+    req2 = write_request(work/'two.json', data, seed=11, validation_interval=10)
+    run_dir, dumps, script = work/'two', work/'two-dump', work/'rank_dump.py'
+    dumps.mkdir(); script.write_text(RANK_DUMP)
+    res = subprocess.run(accelerate_cmd(script, dumps, 'run', req2, '--run-dir', run_dir, '--quiet'), env=accelerate_env(),
                          capture_output=True, text=True, timeout=600)
     assert res.returncode == 0, (res.stdout[-2000:], res.stderr[-4000:])
     assert res.stdout.count(f'completed: {N} steps') == 2  # each process prints its result
     check_two_process_run(run_dir)
+    for step in (10, 20, N):
+        r0, r1 = tensors(dumps/f'rank0-step{step}.safetensors'), tensors(dumps/f'rank1-step{step}.safetensors')
+        assert r0.keys() == r1.keys() and all(torch.equal(r0[k], r1[k]) for k in r0), f"the ranks' LoRAs differ at step {step}"
+    ref = tensors(dumps/'rank0-step10.safetensors')
+    assert any(v.abs().max() > 0 for k, v in ref.items() if 'lora_B' in k)  # they did train
+    final = load_lora_state(run_dir/'checkpoints'/f'step-{N:06d}'/'lora.safetensors')
+    assert all(torch.equal(final[k], v) for k, v in tensors(dumps/f'rank0-step{N}.safetensors').items())  # what was saved
 
 def check_two_process_run(run_dir:Path):
     assert sorted(p.name for p in run_dir.glob('*.safetensors')) == ['lora.safetensors']
@@ -310,34 +334,6 @@ def check_two_process_run(run_dir:Path):
     assert prog['status'] == 'completed' and prog['summary']['processes'] == 2
     assert read_metrics(run_dir)[0]['tokens'] == 2 * 864  # both processes' tokens per step
     assert not list(run_dir.glob('**/.tmp*'))
-
-# Each rank's LoRA after 10 steps: the same initialisation and the same averaged gradients must keep them equal.
-RANK_DUMP = """
-import sys
-from accelerate import PartialState
-from safetensors.torch import save_file
-from ltx_nb.model import lora_state
-from ltx_nb.train import train
-class Stop(Exception): pass
-def dump(step, tr, run_dir, r):
-    save_file({k: v.detach().contiguous() for k, v in lora_state(tr).items()},
-              f"{sys.argv[3]}/rank{PartialState().process_index}-step{step}.safetensors")
-    raise Stop
-try: train(sys.argv[1], run_dir=sys.argv[2], progress=False, callbacks=[dump])
-except Stop: pass
-"""
-
-def test_two_processes_hold_the_same_lora(data, work, warm):
-    req2 = write_request(work/'ranks.json', data, seed=12, validation_interval=10)
-    run_dir, dumps, script = work/'ranks', work/'ranks-dump', work/'rank_dump.py'
-    dumps.mkdir(); script.write_text(RANK_DUMP)
-    res = subprocess.run(accelerate_cmd(script, req2, run_dir, dumps), env=accelerate_env(), capture_output=True,
-                         text=True, timeout=600)
-    assert res.returncode == 0, (res.stdout[-2000:], res.stderr[-4000:])
-    r0, r1 = tensors(dumps/'rank0-step10.safetensors'), tensors(dumps/'rank1-step10.safetensors')
-    assert r0.keys() == r1.keys() and all(torch.equal(r0[k], r1[k]) for k in r0), "the ranks' LoRAs differ"
-    ref = tensors(dumps/'rank0-step10.safetensors')
-    assert any(v.abs().max() > 0 for k, v in ref.items() if 'lora_B' in k)  # they did train
 
 # ---------------------------------------------------------------- 7. the LoRA in diffusers
 
@@ -379,10 +375,11 @@ def test_lora_loads_in_diffusers_and_reproduces_the_trained_model(reference_run,
 #   lr 3e-3 seed 3: step 400 0.518 / 0.808, step 500 0.497 / 0.779
 #   lr 2e-3 seed 0: step 400 0.564 / 0.847, step 500 0.537 / 0.791, step 800 0.487 / 0.717
 # With the seeded init the test's own run (seed 1) is bit-reproducible on this stack: 0.505 / 0.810.
-# With the trained embedded:tiny (its base learned the domain without the reference) the same run gives 0.199 / 0.466.
+# With the trained embedded:tiny (its base learned the domain without the reference) the same run gives, after
+# 250 / 350 / 500 steps: 0.219 / 0.668, 0.205 / 0.567, 0.199 / 0.466 (2026-12-01, one thread, each a run of its own).
 # At step 100 the mismatched ratio is still 1.00: the LoRA first learns what every training item shares, then how to copy
-# the reference into the masked region. 500 steps at 3e-3 take ~75 s on an idle core.
-LEARN = dict(number_of_steps=500, learning_rate=3e-3, warmup_steps=20, checkpoint_interval=0, seed=1)
+# the reference into the masked region. 400 steps keep a margin under 0.6 at 4/5 of the cost (500 took ~110 CPU-s here).
+LEARN = dict(number_of_steps=400, learning_rate=3e-3, warmup_steps=20, checkpoint_interval=0, seed=1)
 
 @pytest.fixture(scope='module')
 def learning_proc(tmp_path_factory, work):
@@ -400,7 +397,7 @@ def test_the_lora_learns_to_use_the_reference(learning_proc):
     finish(proc, log, timeout=900)
     lc = learning_check(run_dir)
     print(f"trained/untrained {lc['trained_vs_untrained']:.3f}, trained/mismatched {lc['trained_vs_mismatched']:.3f}")
-    # on the trained embedded:tiny (2026-12-01, this run, one thread): 0.199 and 0.466; on the random model it was 0.50 / 0.81
+    # on the trained embedded:tiny (2026-12-01, one thread): 0.199 / 0.466 at 500 steps; on the random model it was 0.50 / 0.81
     assert lc['trained_vs_untrained'] < 0.30
     assert lc['trained_vs_mismatched'] < 0.60     # the right reference lowers the loss (the demo's target ratio)
 
