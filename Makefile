@@ -40,8 +40,9 @@ export: setup
 check-nbs: export
 	@test -z "$$(git status --porcelain -- nbs ltx_nb README.md)" || (git status --short -- nbs ltx_nb README.md; echo "nbdev-export/nbdev-clean/tools/readme.py changed files: run them and commit"; exit 1)
 
+# One torch thread per notebook worker, as pytest's processes run (tests/conftest.py): side by side they fill the cores.
 nbtest: setup
-	$(BIN)/nbdev-test --n-workers 2
+	OMP_NUM_THREADS=1 $(BIN)/nbdev-test --n-workers 2
 
 # Two workers, one test file each at a time (a file's tests keep their order and module fixtures): most tests run
 # one torch thread, so a second worker uses the second core. Files start longest first (`LONGEST_FIRST` in
@@ -54,8 +55,8 @@ pytest: setup
 browser:
 	@test -x /usr/bin/chromium || { apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium; }
 
-# The notebooks and pytest run side by side; each one's output is printed when it finishes. On the 2-core machine this
-# measured the same 21 min as one after the other (the suite is CPU-bound: ~36 CPU-min of work), so it is neutral here
-# and helps where there are more cores.
+# The notebooks and pytest run side by side; each one's output is printed when it finishes. The suite is CPU-bound on
+# the 2-core machine (about 26 CPU-min of work since the heap pad and one thread per process; 36 before), so this is
+# neutral there and helps where there are more cores.
 test: browser check-nbs
 	$(MAKE) --no-print-directory -j2 --output-sync=target nbtest pytest
