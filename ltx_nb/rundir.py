@@ -152,7 +152,7 @@ class RunLog:
         eta = (now - started) / done * (total - done) if done and total else None
         self.update(phase=dict(name=name, done=done, total=total, started=started, eta_s=eta) if name else None)
 
-# %% ../nbs/10_rundir.ipynb #8b573828
+# %% ../nbs/10_rundir.ipynb #231cd18b
 PHASE_CHECKING, PHASE_CACHING, PHASE_LOADING = 'checking', 'caching', 'loading'
 PHASE_TRAINING, PHASE_VALIDATING, PHASE_SAVING = 'training', 'validating', 'saving'
 PHASES = (PHASE_CHECKING, PHASE_CACHING, PHASE_LOADING, PHASE_TRAINING, PHASE_VALIDATING, PHASE_SAVING)
@@ -170,10 +170,11 @@ def progress_line(p:dict # `read_progress`
     if not p: return 'no progress.json yet'
     parts = [phase_label(p), f"step {p.get('step', 0)}/{p.get('total', '?')}"]
     if p.get('loss') is not None: parts.append(f"loss {p['loss']:.4g}")
-    if p.get('s_per_step'): parts.append(f"{p['s_per_step']:.2f} s/step")
+    live = p.get('status') not in RUN_ENDED  # an ended run's speed is in its summary (and would change every re-run)
+    if live and p.get('s_per_step'): parts.append(f"{p['s_per_step']:.2f} s/step")
     ph = p.get('phase') or {}
     eta = ph.get('eta_s') if ph.get('total') else p.get('eta_s')
-    if eta and p.get('status') not in RUN_ENDED: parts.append(f"ETA {eta:.0f} s")
+    if live and eta: parts.append(f"ETA {eta:.0f} s")
     if p.get('error'): parts.append(str(p['error']))
     return ' · '.join(parts)
 
