@@ -168,8 +168,14 @@ def env()->dict:
 def ltx_nb(*args, cwd=None):
     return subprocess.run([str(BIN/'ltx-nb'), *map(str, args)], capture_output=True, text=True, timeout=900, env=env(), cwd=cwd)
 
+def ltx_nb_here(*args)->int:
+    "The same `ltx-nb` command in this process (one torch thread: the module's `one_torch_thread`, as `env()` gives the subprocesses)."
+    from ltx_nb.cli import main
+    return main(list(map(str, args)))
+
 def test_single_file_check_train_sample_equals_folder(tmp_path):
-    "check → train (a short run: `STEPS`) → sample from the single file + Gemma folder equals the same from the diffusers folder."
+    """check → train (a short run: `STEPS`) → sample from the single file + Gemma folder, each a fresh `ltx-nb` process as a
+    user runs them, equals the same commands on the diffusers folder (run in this process: the reference side)."""
     from safetensors.torch import load_file
     from ltx_nb.synth import make_triplets, triplet_files
     data = tmp_path/'data'; make_triplets(data, n=2, frames=9)
@@ -181,17 +187,19 @@ def test_single_file_check_train_sample_equals_folder(tmp_path):
     frames, loras = {}, {}
     for name, extra in runs.items():
         req = tmp_path/f'{name}.json'; req.write_text(json.dumps(dict(base, **extra)))
-        r = ltx_nb('check', req); assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
-        r = ltx_nb('run', req, '--run-dir', tmp_path/f'run-{name}', '--quiet'); assert r.returncode == 0, r.stderr[-3000:]
         loras[name] = tmp_path/f'run-{name}'/'lora.safetensors'
         files = triplet_files(0)
         out = tmp_path/f'{name}.npz'
         te = ['--text-encoder', gemma] if name == 'single' else []
-        r = ltx_nb('sample', '--model', extra['model'], *te, '--lora', loras[name], '--video', data/files['end'],
-                   '--mask', data/files['mask'], '--reference', data/files['start'], '--prompt', 'stripes', '--steps', '2',
-                   '--seed', '5', '--number-of-frames', '9', '--resolution', 'low', '--aspect-ratio', '16:9', '--quiet',
-                   '--out', out)
-        assert r.returncode == 0, r.stderr[-3000:]
+        commands = [('check', req), ('run', req, '--run-dir', tmp_path/f'run-{name}', '--quiet'),
+                    ('sample', '--model', extra['model'], *te, '--lora', loras[name], '--video', data/files['end'],
+                     '--mask', data/files['mask'], '--reference', data/files['start'], '--prompt', 'stripes', '--steps', '2',
+                     '--seed', '5', '--number-of-frames', '9', '--resolution', 'low', '--aspect-ratio', '16:9', '--quiet',
+                     '--out', out)]
+        for cmd in commands:
+            if name == 'folder': assert ltx_nb_here(*cmd) == 0, cmd[0]
+            else:
+                r = ltx_nb(*cmd); assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-3000:]
         frames[name] = np.load(out)['frames']
     a, b = load_file(str(loras['folder'])), load_file(str(loras['single']))
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)   # same LoRA tensors (metadata names the model)
