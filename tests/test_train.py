@@ -408,7 +408,8 @@ def test_reference_downscale_factor_2(req, work):
     from ltx_nb.latents import cache_dataset
     with pytest.raises(RequestError, match='medium 16:9'):  # 288/2 = 144 is off the 32-pixel grid: refused up front
         load_request(req, dict(reference_downscale_factor=2))
-    r = load_request(req, dict(reference_downscale_factor=2, aspect_ratio='1:1'))
+    steps = 10  # the checks below need a finished run with its final checkpoint, not a long one
+    r = load_request(req, dict(reference_downscale_factor=2, aspect_ratio='1:1', number_of_steps=steps))
     res = train(r, run_dir=work/'ref2', progress=False)
     assert res.status == 'completed' and lora_metadata(res.lora)['reference_downscale_factor'] == '2'
     rw, rh = reference_size(r.size, 2)
@@ -419,6 +420,6 @@ def test_reference_downscale_factor_2(req, work):
         assert tuple(s['reference'].shape[1:]) == latent_grid(17, rh, rw) == (3, 8, 8)
     assert read_metrics(res.run_dir)[0]['tokens'] == 3*16*16 + 3*8*8
     # the final LoRA is bf16 (lora_dtype's default), the last checkpoint fp32 and equal to it up to that rounding
-    final, ck = load_lora_state(res.lora), load_lora_state(res.run_dir/'checkpoints'/f'step-{N:06d}'/'lora.safetensors')
+    final, ck = load_lora_state(res.lora), load_lora_state(res.run_dir/'checkpoints'/f'step-{steps:06d}'/'lora.safetensors')
     assert {v.dtype for v in final.values()} == {torch.bfloat16} and {v.dtype for v in ck.values()} == {torch.float32}
     assert all(torch.equal(final[k], ck[k].to(torch.bfloat16)) for k in ck)
