@@ -192,13 +192,13 @@ def show_progress(want:bool=True # the caller's own wish (e.g. not --quiet)
     return 'ipykernel' in sys.modules  # a notebook draws widgets, not terminal escapes
 
 # %% ../nbs/00_core.ipynb #8593d9cb
-HEAP_PAD_ENV = 'LTX_NB_HEAP_PAD_MB'  # MB of freed memory malloc keeps for reuse; 0: glibc's default
+HEAP_PAD_ENV = 'LTX_NB_HEAP_PAD_MB'  # MB of freed memory malloc keeps for reuse; 0: leave malloc as it is
 HEAP_PAD_MB = 512
 _M_TOP_PAD = -2  # glibc's mallopt parameter number (malloc.h)
 
 def keep_freed_heap(pad_mb:int|None=None # MB to keep; None: `$LTX_NB_HEAP_PAD_MB`, else `HEAP_PAD_MB`
                    )->int:
-    "Let glibc's malloc keep `pad_mb` of freed memory for reuse instead of returning it at once; the MB set (0: none)."
+    "Let glibc's malloc keep `pad_mb` of freed memory for reuse instead of returning it at once; the MB set (0: nothing set)."
     import ctypes, platform
     if pad_mb is None: pad_mb = int(os.environ.get(HEAP_PAD_ENV) or HEAP_PAD_MB)
     if pad_mb <= 0 or platform.libc_ver()[0] != 'glibc': return 0
