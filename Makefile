@@ -30,8 +30,12 @@ sheet: setup
 	$(BIN)/python -c "from ltx_nb.runner import demo_sheet; print(demo_sheet('$(SHEET_RUN)', '$(SHEET)'))"
 
 # Notebooks -> ltx_nb/ (modules and the packaged job notebooks), clean notebooks, README from index.ipynb.
+# nbdev-export rewrites pyproject.toml even when its text stays the same; its old mtime is put back then, or the new one
+# would make the next target that needs `setup` run pip again.
 export: setup
+	@cp -p pyproject.toml $(VENV)/.pyproject.toml
 	$(BIN)/nbdev-export
+	@cmp -s pyproject.toml $(VENV)/.pyproject.toml && touch -r $(VENV)/.pyproject.toml pyproject.toml || true
 	$(BIN)/nbdev-clean
 	$(BIN)/python tools/sync_jobs.py
 	$(BIN)/python tools/readme.py
