@@ -22,7 +22,7 @@ __all__ = ['TILE_ABOVE', 'component_fingerprint', 'latent_key', 'text_key', 'sav
 def component_fingerprint(model:str, # 'embedded:tiny', a diffusers directory or a hub id
                           component:str, # 'vae', 'text_encoder', ...
                          )->str:
-    "Identity of one model component: its config and weight files (name, size) for a folder, the id otherwise."
+    "Identity of one model component: its config files and its weight files (name, size, mtime) for a folder, the id otherwise."
     from ltx_nb.model import resolve_model
     src = Path(str(resolve_model(model)))
     if src.is_file():  # a Lightricks single file holds every component: its name, size and time identify them
@@ -32,7 +32,8 @@ def component_fingerprint(model:str, # 'embedded:tiny', a diffusers directory or
     d, h = src/component, hashlib.sha256()
     for f in sorted(d.glob('*')) if d.is_dir() else []:
         h.update(f.name.encode())
-        h.update(f.read_bytes() if f.suffix == '.json' else str(f.stat().st_size).encode())
+        st = f.stat()  # retrained weights of the same shapes have the same size: their mtime tells them apart
+        h.update(f.read_bytes() if f.suffix == '.json' else f'{st.st_size}:{st.st_mtime_ns}'.encode())
     return h.hexdigest()
 
 def _key(*parts)->str:

@@ -54,7 +54,7 @@ def test_vae_reconstructs_heldout_clips(man):
     psnr = recipe.vae_psnr(vae, recipe.heldout_clips())
     assert psnr == pytest.approx(man['quality']['vae']['heldout_psnr_db'], abs=0.3)
     rand = recipe.vae_psnr(load_vae(EMBEDDED_RANDOM), recipe.heldout_clips(2))
-    assert psnr > rand + 4, (psnr, rand)  # measured 16.65 vs 11.38 dB (the random VAE, first two clips)
+    assert psnr > rand + 4, (psnr, rand)  # measured 19.46 vs 11.38 dB (the random VAE, first two clips)
 
 
 def test_base_denoises_heldout_clips(man):
