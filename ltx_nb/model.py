@@ -6,7 +6,7 @@ Docs: https://ltx-nb.github.io/ltx_nb/model.html.md"""
 
 # %% ../nbs/06_model.ipynb #bc5f846a
 from __future__ import annotations
-import functools, json, math, os, re, shutil, tempfile
+import functools, json, logging, math, os, re, shutil, tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -14,6 +14,10 @@ from typing import Any
 import numpy as np
 
 from .core import EMBEDDED_MODEL, EMBEDDED_RANDOM, DEFAULT_MODEL, TRAINING_TYPE, cache_dir, DEFAULT_NEGATIVE_PROMPT, RequestError, latent_grid, VAE_FRAMES, VAE_PIXELS, atomic_path, file_digest
+
+# bitsandbytes >= 0.50 logs, when diffusers imports it on a CPU with AVX512-BF16, that an optional Hub kernel package is
+# missing. Nothing here uses its CPU 4-bit kernel; the line would only fill every notebook's and job's output.
+logging.getLogger('bitsandbytes.backends.cpu.ops').setLevel(logging.ERROR)
 
 # %% auto #0
 __all__ = ['TINY_MODEL_VERSION', 'TINY_TEXT', 'TINY_VIDEO', 'TINY_AUDIO', 'TINY_REGISTERS', 'SHIPPED_COMPONENTS', 'AUDIO_BRANCH',
