@@ -235,8 +235,8 @@ def train_vae(work:Path, steps:int, pool:int=320, batch:int=2, lr:float=1e-3, wa
 
 
 def finetune_decoder(work:Path, steps:int, pool:int=2560, batch:int=2, lr:float=5e-4, crop:int=128):
-    """Train the VAE's decoder further on larger crops with its encoder frozen, so every latent (and with them the base,
-    the LoRA's task and any latent cache) stays as it was: only what the latents decode to improves. Saves over work/vae."""
+    """Train the VAE's decoder further on larger crops with its encoder frozen, so every latent (and with them the base
+    and the LoRA's task) stays as it was: only what the latents decode to improves. Saves over work/vae."""
     import torch
     from diffusers import AutoencoderKLLTX2Video
     torch.manual_seed(0)
@@ -248,7 +248,7 @@ def finetune_decoder(work:Path, steps:int, pool:int=2560, batch:int=2, lr:float=
     with torch.no_grad(): latents = [vae.encode(to_x([c])).latent_dist.mode() for c in clips]
     print(f"decoder: {pool} crops of {crop} px and their latents in {time.perf_counter() - t0:.0f} s", flush=True)
     for p in vae.encoder.parameters(): p.requires_grad_(False)
-    params = [p for n, p in vae.named_parameters() if not n.startswith('encoder.')]
+    params = [p for p in vae.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
     g, hist, t1 = np.random.default_rng([TRAIN_SEED, 10**6 + 7]), [], time.perf_counter()
     vae.decoder.train()
