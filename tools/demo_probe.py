@@ -2,6 +2,9 @@
 
     python tools/demo_probe.py ceiling            # region PSNR of the validation sources encoded and decoded by the VAE
     python tools/demo_probe.py sampler RUN_DIR    # region PSNR of a run's LoRA (and the bare base) per sampler setting
+    python tools/demo_probe.py copy [MODEL]       # the base's masked loss on the demo's items per kind of reference
+    python tools/demo_probe.py learn [MODEL] [--full] [--steps N] [--lr X]   # learning-check ratios while a LoRA
+                                                  # (or, with --full, every weight) learns the demo's items
 
 `ceiling` is the most a perfect LoRA can reach: the sampler's best possible latents are the source's own, so its
 result is at best their decode, composited like the sampler's (kept pixels exact). Region PSNR is
@@ -70,8 +73,72 @@ def sampler(run_dir, names=None, base_too:bool=False)->list[dict]:
             print(json.dumps(rows[-1]), flush=True)
     return rows
 
+def demo_items(r)->list[dict]:
+    "The demo's cached training items, as the trainer and the learning check load them."
+    from ltx_nb.dataset import check_dataset
+    from ltx_nb.latents import cache_dataset
+    return [c.load() for c in cache_dataset(check_dataset(r, progress=False), r, progress=False)]
+
+def copy_losses(model=None)->dict:
+    """The bare base's masked loss on the demo's items (the learning check's σ and noise) with no reference, the item's
+    own, the next item's, and the target's own latents as an oracle reference: how much the base already takes from a
+    clean token at its own position."""
+    import torch
+    from ltx_nb.model import load_transformer
+    from ltx_nb.train import masked_batch, step_loss, step_generator
+    r = demo_request(); items = demo_items(r)
+    tr = load_transformer(model or r.model).float().eval()
+    def loss(kind):
+        out = []
+        with torch.no_grad():
+            for i, s in enumerate(items):
+                for j, sg in enumerate((0.3, 0.6, 0.9)):
+                    g = step_generator(0, 10**7 + i*3 + j)
+                    noise = torch.randn(int(s['keep'].numel()), s['target'].shape[0], generator=g)
+                    ref = dict(own=None, none=None, mismatched=items[(i + 1) % len(items)]['reference'], oracle=s['target'])[kind]
+                    out.append(float(step_loss(tr, masked_batch(tr, s, sg, noise, None, ref, drop_reference=kind == 'none'))))
+        return round(float(np.mean(out)), 4)
+    return {k: loss(k) for k in ('none', 'own', 'mismatched', 'oracle')}
+
+def learn(model=None, full:bool=False, steps:int=500, lr:float|None=None, rank:int=16, every:int=100)->list[dict]:
+    """The learning check's ratios every `every` steps while a rank-`rank` LoRA (or, `full`, every weight of the base)
+    trains on the demo's items with the trainer's own draws and loss (AdamW, 20 warm-up steps, cosine, clip 1)."""
+    import torch
+    from ltx_nb.model import load_transformer, add_lora
+    from ltx_nb.train import step_batch, step_loss, masked_eval_loss
+    torch.manual_seed(0)
+    r = demo_request(); items = demo_items(r)
+    tr = load_transformer(model or r.model).float()
+    if full: tr.requires_grad_(True)
+    else: add_lora(tr.requires_grad_(False), rank)
+    params = [p for p in tr.parameters() if p.requires_grad]
+    lr = lr or (1e-3 if full else 4e-3)
+    def ratios():
+        tr.eval(); t, m = masked_eval_loss(tr, items), masked_eval_loss(tr, items, mismatched=True); tr.train()
+        return t, m
+    untrained, _ = ratios()
+    opt, rows, hist, t0 = torch.optim.AdamW(params, lr=lr, weight_decay=0.0), [], [], time.perf_counter()
+    for step in range(steps):
+        for pg in opt.param_groups: pg['lr'] = lr*min(1, (step + 1)/20)*0.5*(1 + np.cos(np.pi*step/steps))
+        loss = step_loss(tr, step_batch(tr, items, r, step)[0])
+        opt.zero_grad(); loss.backward(); torch.nn.utils.clip_grad_norm_(params, 1.0); opt.step()
+        hist.append(loss.item())
+        if (step + 1) % every == 0:
+            t, m = ratios()
+            rows.append(dict(step=step + 1, loss=round(float(np.mean(hist[-every:])), 4), trained_vs_untrained=round(t/untrained, 3),
+                             trained_vs_mismatched=round(t/m, 3), s=round(time.perf_counter() - t0)))
+            print(json.dumps(rows[-1]), flush=True)
+    return rows
+
+def _opt(name, default, kind=str):
+    return kind(sys.argv[sys.argv.index(name) + 1]) if name in sys.argv else default
+
 if __name__ == '__main__':
     what = sys.argv[1] if len(sys.argv) > 1 else 'ceiling'
     if what == 'ceiling': print(json.dumps(ceiling(demo_request(sys.argv[2] if len(sys.argv) > 2 else None)), indent=1))
     elif what == 'sampler': sampler(sys.argv[2], sys.argv[3].split(',') if len(sys.argv) > 3 else None, '--base' in sys.argv)
+    elif what == 'copy': print(json.dumps(copy_losses(sys.argv[2] if len(sys.argv) > 2 else None)))
+    elif what == 'learn':
+        model = sys.argv[2] if len(sys.argv) > 2 and not sys.argv[2].startswith('--') else None
+        learn(model, '--full' in sys.argv, _opt('--steps', 500, int), _opt('--lr', None, float))
     else: sys.exit(__doc__)

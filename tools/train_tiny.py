@@ -313,8 +313,24 @@ def random_keep(g, grid)->"torch.Tensor":
     return keep
 
 
+P_TEMPORAL = 0.6  # share of base steps whose mask regenerates a region in some latent frames only
+
+
+def temporal_keep(g, grid)->"torch.Tensor":
+    "A box, a disc or the whole frame regenerated in 1 to F−1 of the F latent frames and kept in the others."
+    import torch
+    F = grid[0]
+    keep = random_keep(g, grid)
+    frames = torch.randperm(F, generator=g)[:int(torch.randint(1, F, (), generator=g))]  # the regenerated frames
+    kept = torch.ones(F, dtype=torch.bool); kept[frames] = False
+    keep[kept] = 1
+    return keep
+
+
 def base_batch(tr, items, step:int, batch:int):
-    "A stacked batch of base (no reference) steps: the triplet's mask 55 %, a random mask or full regeneration 45 %."
+    """A stacked batch of base (no reference) steps. Masks: the triplet's 55 %, a random one or full regeneration 45 %;
+    then, for `P_TEMPORAL` of the steps, a random region regenerated in only some latent frames, so the base learns what a
+    video model knows: content at a position carries over from the frames where it is kept."""
     import torch
     from ltx_nb.train import masked_batch, stack_batches, sample_sigma, step_generator
     bs = []
@@ -325,6 +341,8 @@ def base_batch(tr, items, step:int, batch:int):
         if float(torch.rand((), generator=g)) > 0.55: s['keep'] = random_keep(g, tuple(s['keep'].shape))
         sigma = sample_sigma(n_tok, g)
         noise = torch.randn(n_tok, s['target'].shape[0], generator=g)
+        gt = step_generator(TRAIN_SEED + 1, step*batch + j)  # its own stream: the draws above are the earlier recipe's
+        if float(torch.rand((), generator=gt)) < P_TEMPORAL: s['keep'] = temporal_keep(gt, tuple(s['keep'].shape))
         s['reference'] = s['target']  # only its grid is read: the reference is dropped
         bs.append(masked_batch(tr, s, sigma, noise, 24.0, drop_reference=True))
     return stack_batches(bs)
