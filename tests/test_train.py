@@ -380,7 +380,10 @@ def test_lora_loads_in_diffusers_and_reproduces_the_trained_model(reference_run,
 # each a run of its own). At step 100 the mismatched ratio is still 1.00: the LoRA first learns what every training item
 # shares, then how to copy the reference into the masked region. 400 steps keep a margin under 0.6 at 4/5 of the cost
 # (500 took ~110 CPU-s here).
-LEARN = dict(number_of_steps=400, learning_rate=3e-3, warmup_steps=20, checkpoint_interval=0, seed=1)
+# With the 4-layer base (2026-12-02, issue #13) the LoRA copies the reference much sooner: this run gives 0.156 / 0.392
+# after 250 steps (one run of its own, 60 s on an idle 2-core Intel Xeon), so the check now runs 250 steps with tighter
+# thresholds.
+LEARN = dict(number_of_steps=250, learning_rate=3e-3, warmup_steps=20, checkpoint_interval=0, seed=1)
 
 @pytest.fixture(scope='module')
 def learning_proc(tmp_path_factory, work):
@@ -398,9 +401,9 @@ def test_the_lora_learns_to_use_the_reference(learning_proc):
     finish(proc, log, timeout=900)
     lc = learning_check(run_dir)
     print(f"trained/untrained {lc['trained_vs_untrained']:.3f}, trained/mismatched {lc['trained_vs_mismatched']:.3f}")
-    # on the trained embedded:tiny (2026-12-01, one thread): 0.214 / 0.502 at these 400 steps; on the random model 0.50 / 0.81
-    assert lc['trained_vs_untrained'] < 0.30
-    assert lc['trained_vs_mismatched'] < 0.60     # the right reference lowers the loss (the demo's target ratio)
+    # on the trained 4-layer embedded:tiny (2026-12-02): 0.156 / 0.392 at these 250 steps (2 layers, 400 steps: 0.214 / 0.502)
+    assert lc['trained_vs_untrained'] < 0.22
+    assert lc['trained_vs_mismatched'] < 0.50     # the right reference lowers the loss (the demo's target is 0.6)
 
 # ---------------------------------------------------------------- 9. half-size reference
 

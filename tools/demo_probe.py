@@ -3,8 +3,9 @@
     python tools/demo_probe.py ceiling            # region PSNR of the validation sources encoded and decoded by the VAE
     python tools/demo_probe.py sampler RUN_DIR    # region PSNR of a run's LoRA (and the bare base) per sampler setting
     python tools/demo_probe.py copy [MODEL]       # the base's masked loss on the demo's items per kind of reference
-    python tools/demo_probe.py learn [MODEL] [--full] [--steps N] [--lr X]   # learning-check ratios while a LoRA
-                                                  # (or, with --full, every weight) learns the demo's items
+    python tools/demo_probe.py learn [MODEL] [--full] [--scratch] [--steps N] [--lr X]   # learning-check ratios while
+                                                  # a LoRA (--full: every weight; --scratch: from a random init of
+                                                  # MODEL's config, every weight) learns the demo's items
 
 `ceiling` is the most a perfect LoRA can reach: the sampler's best possible latents are the source's own, so its
 result is at best their decode, composited like the sampler's (kept pixels exact). Region PSNR is
@@ -100,7 +101,7 @@ def copy_losses(model=None)->dict:
         return round(float(np.mean(out)), 4)
     return {k: loss(k) for k in ('none', 'own', 'mismatched', 'oracle')}
 
-def learn(model=None, full:bool=False, steps:int=500, lr:float|None=None, rank:int=16, every:int=100)->list[dict]:
+def learn(model=None, full:bool=False, steps:int=500, lr:float|None=None, rank:int=16, every:int=100, scratch:bool=False)->list[dict]:
     """The learning check's ratios every `every` steps while a rank-`rank` LoRA (or, `full`, every weight of the base)
     trains on the demo's items with the trainer's own draws and loss (AdamW, 20 warm-up steps, cosine, clip 1)."""
     import torch
@@ -109,6 +110,9 @@ def learn(model=None, full:bool=False, steps:int=500, lr:float|None=None, rank:i
     torch.manual_seed(0)
     r = demo_request(); items = demo_items(r)
     tr = load_transformer(model or r.model).float()
+    if scratch:  # the same architecture from a seeded random init: what the base's training does to learnability
+        from diffusers import LTX2VideoTransformer3DModel
+        torch.manual_seed(0); tr, full = LTX2VideoTransformer3DModel.from_config(tr.config).float(), True
     if full: tr.requires_grad_(True)
     else: add_lora(tr.requires_grad_(False), rank)
     params = [p for p in tr.parameters() if p.requires_grad]
@@ -140,5 +144,5 @@ if __name__ == '__main__':
     elif what == 'copy': print(json.dumps(copy_losses(sys.argv[2] if len(sys.argv) > 2 else None)))
     elif what == 'learn':
         model = sys.argv[2] if len(sys.argv) > 2 and not sys.argv[2].startswith('--') else None
-        learn(model, '--full' in sys.argv, _opt('--steps', 500, int), _opt('--lr', None, float))
+        learn(model, '--full' in sys.argv, _opt('--steps', 500, int), _opt('--lr', None, float), scratch='--scratch' in sys.argv)
     else: sys.exit(__doc__)
