@@ -16,8 +16,10 @@ their output; see the manifest's `text` note).
 
 Status (2026-12-02): the VAE (decoder with `upsample_residual=False` and an ICNR init, see DEVELOPING.md for the
 measured cause of the collapse to the mean colour) reaches 16.65 dB held-out PSNR after 100 + 500 steps, and about
-19.5 dB after the `decoder` phase (target 24 dB); the base is trained between the two, on the frozen encoder's latents.
-The shipped figures are in ltx_nb/embedded/tiny/manifest.json. `all` runs vae, base, decoder in that order.
+19.5 dB after the `decoder` phase (target 24 dB); the base (4 layers, `ltx_nb.model.TINY_VIDEO`) is trained between
+the two, on the frozen encoder's latents, with some masks regenerating a region in only some latent frames
+(`temporal_keep`). The shipped figures are in ltx_nb/embedded/tiny/manifest.json. `all` runs vae, base, decoder in that
+order.
 """
 from __future__ import annotations
 import argparse, json, os, sys, time
