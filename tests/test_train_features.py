@@ -51,12 +51,12 @@ def test_batch_2_equals_accumulation_2(data, tmp_path):
     assert ba.tokens.shape[0] == 2 and bb.tokens.shape[0] == 1
     ga, gb = grads(a), grads(b)
     assert sum(g.abs().sum() for g in ga) > 0
-    for x, y in zip(ga, gb): torch.testing.assert_close(x, y, rtol=1e-4, atol=1e-7)
+    for x, y in zip(ga, gb): torch.testing.assert_close(x, y, rtol=1e-4, atol=1e-6)  # 4 layers: float-order noise up to 2.9e-7 measured
     # Adam divides by √v: where a weight's gradient is near zero, float-order noise in it (within the atol above) moves
-    # that weight's update by a fraction of lr. 1 % of one step's lr still tells equal updates from a wrong batch or
+    # that weight's update by a fraction of lr. 5 % of one step's lr still tells equal updates from a wrong batch or
     # accumulation, which differ by about lr almost everywhere (seen on an AMD EPYC: 1.5e-6 in 1 of 512).
     lr = a.r.learning_rate
-    for x, y in zip(a.params, b.params): torch.testing.assert_close(x, y, rtol=1e-4, atol=1e-2 * lr)
+    for x, y in zip(a.params, b.params): torch.testing.assert_close(x, y, rtol=1e-4, atol=5e-2 * lr)  # 4 layers: 1.6 % of lr in 1 of 2048 measured
     ma, mb = read_metrics(a.run_dir), read_metrics(b.run_dir)
     assert [m['sigma'] for m in ma] == [m['sigma'] for m in mb]
     assert [m['loss'] for m in ma] == pytest.approx([m['loss'] for m in mb], rel=1e-5)
