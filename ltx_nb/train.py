@@ -824,8 +824,8 @@ def train(r:Request|dict|str, # a request, its dict, or a request JSON path
 
 # %% ../nbs/09_train.ipynb #572b32c0
 def masked_eval_loss(transformer, items:list[dict], seed:int=0, sigmas=(0.3, 0.6, 0.9), mismatched:bool=False,
-                     fps:float|None=None)->float:
-    "Mean masked loss over items × σ with fixed noise; `mismatched` gives each item the next one's reference."
+                     fps:float|None=None, drop_reference:bool=False)->float:
+    "Mean masked loss over items × σ with fixed noise; `mismatched` gives each item the next one's reference, `drop_reference` none."
     import torch
     out = []
     with torch.no_grad():
@@ -834,7 +834,7 @@ def masked_eval_loss(transformer, items:list[dict], seed:int=0, sigmas=(0.3, 0.6
                 g = step_generator(seed, 10**7 + i * len(sigmas) + j)
                 noise = torch.randn(int(s['keep'].numel()), s['target'].shape[0], generator=g).to(s['target'].device)
                 ref = items[(i + 1) % len(items)]['reference'] if mismatched else None
-                out.append(float(step_loss(transformer, masked_batch(transformer, s, sg, noise, fps, ref))))
+                out.append(float(step_loss(transformer, masked_batch(transformer, s, sg, noise, fps, ref, drop_reference=drop_reference))))
     return float(np.mean(out))
 
 def learning_check(run_dir:str|Path, # a completed run

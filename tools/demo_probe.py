@@ -84,22 +84,14 @@ def copy_losses(model=None)->dict:
     """The bare base's masked loss on the demo's items (the learning check's σ and noise) with no reference, the item's
     own, the next item's, and the target's own latents as an oracle reference: how much the base already takes from a
     clean token at its own position."""
-    import torch
     from ltx_nb.model import load_transformer
-    from ltx_nb.train import masked_batch, step_loss, step_generator
+    from ltx_nb.train import masked_eval_loss
     r = demo_request(); items = demo_items(r)
     tr = load_transformer(model or r.model).float().eval()
-    def loss(kind):
-        out = []
-        with torch.no_grad():
-            for i, s in enumerate(items):
-                for j, sg in enumerate((0.3, 0.6, 0.9)):
-                    g = step_generator(0, 10**7 + i*3 + j)
-                    noise = torch.randn(int(s['keep'].numel()), s['target'].shape[0], generator=g)
-                    ref = dict(own=None, none=None, mismatched=items[(i + 1) % len(items)]['reference'], oracle=s['target'])[kind]
-                    out.append(float(step_loss(tr, masked_batch(tr, s, sg, noise, None, ref, drop_reference=kind == 'none'))))
-        return round(float(np.mean(out)), 4)
-    return {k: loss(k) for k in ('none', 'own', 'mismatched', 'oracle')}
+    oracle = [{**s, 'reference': s['target']} for s in items]
+    losses = dict(none=masked_eval_loss(tr, items, drop_reference=True), own=masked_eval_loss(tr, items),
+                  mismatched=masked_eval_loss(tr, items, mismatched=True), oracle=masked_eval_loss(tr, oracle))
+    return {k: round(v, 4) for k, v in losses.items()}
 
 def learn(model=None, full:bool=False, steps:int=500, lr:float|None=None, rank:int=16, every:int=100, scratch:bool=False)->list[dict]:
     """The learning check's ratios every `every` steps while a rank-`rank` LoRA (or, `full`, every weight of the base)
