@@ -9,12 +9,11 @@ TORCH ?= torch==2.13.0
 
 setup: $(VENV)/.installed
 
-# pip compiles every installed module on one core; here pip skips that and `compileall` does it on all cores (measured
-# 2026-12-03 on a fresh venv, 2 cores). The .pyc files must exist: with PYTHONDONTWRITEBYTECODE set, as on our
-# machines, a module without one is compiled again by every process that imports it. Files that are not Python 3
-# (a few packages ship such examples) fail to compile, as they do under pip, and are skipped.
+# pip skips compiling every module of every package (about 40 s of a fresh setup, most of it never imported); Python
+# then writes each module's .pyc on its first import. PYTHONDONTWRITEBYTECODE, set on some machines (ours), would make
+# every process compile its imports again, so make's commands run without it.
+unexport PYTHONDONTWRITEBYTECODE
 PIP := $(BIN)/pip install -q --no-compile
-COMPILE := $(BIN)/python -m compileall -qq -j0 $(VENV)/lib >/dev/null || true
 
 # What `make demo` needs: torch and the package. The tests' tools come on top (`setup`), so a fresh clone's demo does
 # not wait for them.
@@ -23,14 +22,12 @@ $(VENV)/.runtime: pyproject.toml
 	$(PIP) --upgrade pip
 	$(PIP) "$(TORCH)"
 	$(PIP) -e .
-	$(COMPILE)
 	touch $@
 
 $(VENV)/.installed: $(VENV)/.runtime
 	$(PIP) -e ".[dev]"
 	# ltx-core pins a torchaudio that wants an older torch; what the parity tests use imports fine without it
 	$(PIP) --no-deps "ltx-core==1.0.0" "einops>=0.8"
-	$(COMPILE)
 	touch $@
 
 demo: $(VENV)/.runtime
