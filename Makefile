@@ -1,4 +1,4 @@
-# The README's two commands: `make demo` and `make test`. Each sets everything up first.
+# The README's two commands: `make demo` and `make test`. Each sets up what it needs first.
 PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin

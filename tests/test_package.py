@@ -68,9 +68,11 @@ def test_wheel_cli_check_demo_train_runs(wheel_env, tmp_path):
     assert p.returncode == 0, p.stderr
     assert json.loads(p.stdout)['counts']['ok'] == 10
     # a request of the user's own, relative to its folder (the demo's frames and bucket: its cached latents are reused)
+    from ltx_nb.cli import DEMO_OVERRIDES
     req = w['work']/'req.json'
     req.write_text(json.dumps(dict(training_data_url=str(samples), model='embedded:tiny', number_of_steps=STEPS, rank=8,
-                                   number_of_frames=9, resolution='low', aspect_ratio='1:1', learning_rate=0.002)))
+                                   number_of_frames=DEMO_OVERRIDES['number_of_frames'], resolution='low', aspect_ratio='1:1',
+                                   learning_rate=0.002)))
     p = run(w, 'train', req, '--run-dir', 'mine', '--quiet')
     assert p.returncode == 0, p.stdout + p.stderr
     assert 'completed' in p.stdout
