@@ -1,14 +1,20 @@
 """What the demo's figures are bounded by, measured with the demo's own fitting, VAE, sampler and metric.
 
     python tools/demo_probe.py ceiling            # region PSNR of the validation sources encoded and decoded by the VAE
+    python tools/demo_probe.py best [--steps N]   # region PSNR of the best latents the decoder can be given: the
+                                                  # regenerated tokens optimised (Adam) to decode to the source
     python tools/demo_probe.py sampler RUN_DIR    # region PSNR of a run's LoRA (and the bare base) per sampler setting
     python tools/demo_probe.py copy [MODEL]       # the base's masked loss on the demo's items per kind of reference
     python tools/demo_probe.py learn [MODEL] [--full] [--scratch] [--steps N] [--lr X]   # learning-check ratios while
                                                   # a LoRA (--full: every weight; --scratch: from a random init of
                                                   # MODEL's config, every weight) learns the demo's items
 
-`ceiling` is the most a perfect LoRA can reach: the sampler's best possible latents are the source's own, so its
-result is at best their decode, composited like the sampler's (kept pixels exact). Region PSNR is
+`ceiling` is the round trip: the source's own latents decoded, composited like the sampler's (kept pixels exact).
+It is not the decoder's best input, so a LoRA can beat it. `best` estimates the decoder's best: starting from the
+round trip, gradient descent moves only the tokens the sampler regenerates (the kept ones stay the source's, as in
+`sample_masked`) to make the decode match the source in the region. A sampler could only beat it by finding latents
+the optimiser missed, so it is the practical limit of what any LoRA on this VAE can show (an estimate, not a proof).
+Region PSNR is
 `ltx_nb.metrics.validation_metrics`, the function the validation callback (and so `demo_figures`) uses.
 """
 import dataclasses, json, sys, time
@@ -45,6 +51,44 @@ def ceiling(r)->list[dict]:
         out.append(dict(entry=k, name=inp.name, vae_roundtrip_db=round(region_psnr(rec, inp), 2),
                         mean_fill_db=round(region_psnr(flat, inp), 2), coverage=round(float(w.mean()), 3),
                         region_std=round(float(np.asarray(inp.source)[np.asarray(inp.white)].std(0).mean()), 1)))
+    return out
+
+def best_latents(r, steps:int=150, lr:float=0.05)->list[dict]:
+    "Per entry: region PSNR of the decoder's output (composited) for latents optimised to reproduce the source."
+    import torch
+    from diffusers import LTX2Pipeline
+    from ltx_nb.model import load_vae, encode_video
+    from ltx_nb.masks import latent_keep_mask
+    from ltx_nb.validation import Validator
+    v, vae = Validator(r, is_main=True), load_vae(r.model, torch.float32, 'cpu').requires_grad_(False)
+    out = []
+    for k in range(len(r.validation)):
+        inp, t0 = v.entry(k), time.time()
+        w = np.asarray(inp.white)
+        z0 = encode_video(vae, inp.source)
+        regen = torch.from_numpy(latent_keep_mask(w, r.mask_dilation) == 0)[None]       # (1, F', h, w)
+        target = torch.as_tensor(np.asarray(inp.source)).permute(3, 0, 1, 2)[None].float()/127.5 - 1
+        sel = torch.from_numpy(w)[None, None].expand_as(target)
+        dz = torch.zeros_like(z0, requires_grad=True)
+        opt = torch.optim.Adam([dz], lr=lr)
+        def decode(z):
+            z = LTX2Pipeline._denormalize_latents(z[None], vae.latents_mean, vae.latents_std, vae.config.scaling_factor)
+            return vae.decode(z, None, return_dict=False)[0]
+        def composited(x):
+            x = ((x.detach().clamp(-1, 1) + 1)*127.5).round().to(torch.uint8)[0].permute(1, 2, 3, 0).numpy()
+            return np.where(w[..., None], x, inp.source)
+        first, best = None, -1.0
+        for i in range(steps + 1):
+            x = decode(z0 + dz*regen)
+            db = region_psnr(composited(x), inp)
+            first = db if first is None else first
+            best = max(best, db)
+            if i == steps: break
+            loss = ((x.clamp(-1, 1) - target)[sel]**2).mean()
+            opt.zero_grad(); loss.backward(); opt.step()
+        out.append(dict(entry=k, name=inp.name, roundtrip_db=round(first, 2), best_db=round(best, 2), steps=steps,
+                        seconds=round(time.time() - t0)))
+        print(out[-1], flush=True)
     return out
 
 SETTINGS = dict(  # name -> validation overrides (the request's own first)
@@ -132,6 +176,7 @@ def _opt(name, default, kind=str):
 if __name__ == '__main__':
     what = sys.argv[1] if len(sys.argv) > 1 else 'ceiling'
     if what == 'ceiling': print(json.dumps(ceiling(demo_request(sys.argv[2] if len(sys.argv) > 2 else None)), indent=1))
+    elif what == 'best': print(json.dumps(best_latents(demo_request(), _opt('--steps', 150, int))))
     elif what == 'sampler': sampler(sys.argv[2], sys.argv[3].split(',') if len(sys.argv) > 3 else None, '--base' in sys.argv)
     elif what == 'copy': print(json.dumps(copy_losses(sys.argv[2] if len(sys.argv) > 2 else None)))
     elif what == 'learn':

@@ -1,12 +1,14 @@
 """Train the embedded tiny LTX-2.3 model on the CPU, deterministically, from our own synthetic clips.
 
-Three phases, each writing into `--work` (default `outputs/train_tiny`) and, with `--ship`, into the package data
+Three phases (and one experiment), each writing into `--work` (default `outputs/train_tiny`) and, with `--ship`, into the package data
 `ltx_nb/embedded/tiny/` (weights + manifest.json):
 
     python tools/train_tiny.py vae    # the LTX-2 video VAE as an autoencoder (AutoencoderKLLTX2Video, 8×32×32 grid)
     python tools/train_tiny.py base   # the LTX-2.3 transformer as a base model: masked denoising, no reference
     python tools/train_tiny.py decoder   # the decoder trained further on larger crops, the encoder (so every latent) frozen
     python tools/train_tiny.py all --ship
+    python tools/train_tiny.py encoder   # experiment, not in `all` nor in the shipped model: the encoder trained
+                                         # further, the decoder frozen, latents held near their old values
 
 Training clips come from `ltx_nb.synth` (triplet targets and references, seeds >= TRAIN_SEED) and from a more varied
 generator here (gradients, moving shapes, the four textures at many periods, random colours and sizes). The demo's
@@ -283,6 +285,52 @@ def finetune_decoder(work:Path, steps:int, pool:int=2560, batch:int=2, lr:float=
     return vae, q
 
 
+def finetune_encoder(work:Path, steps:int, pool:int=1280, batch:int=2, lr:float=2e-4, crop:int=128, trust:float=0.01):
+    """Train the VAE's encoder further with its decoder frozen: the decoder can reproduce far more than the encoder's
+    latents ask of it (`tools/demo_probe.py best`). `trust` keeps each latent near its old value (in units of the
+    latent normalisation), so the base's and the LoRA's task stay close to what they were. Saves over work/vae."""
+    import torch
+    from diffusers import AutoencoderKLLTX2Video
+    torch.manual_seed(0)
+    vae = AutoencoderKLLTX2Video.from_pretrained(work/'vae').eval()
+    held = heldout_clips()
+    before = vae_psnr(vae, held)
+    t0 = time.perf_counter()
+    clips = [vae_clip(TRAIN_SEED, k, crop) for k in range(pool)]
+    with torch.no_grad(): old = [vae.encode(to_x([c])).latent_dist.mode() for c in clips]
+    print(f"encoder: {pool} crops of {crop} px and their latents in {time.perf_counter() - t0:.0f} s", flush=True)
+    for p in vae.decoder.parameters(): p.requires_grad_(False)
+    params = [p for p in vae.encoder.parameters()]
+    opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
+    std = vae.latents_std.view(1, -1, 1, 1, 1)
+    g, hist, t1 = np.random.default_rng([TRAIN_SEED, 10**6 + 11]), [], time.perf_counter()
+    vae.encoder.train()
+    for step in range(steps):
+        for pg in opt.param_groups: pg['lr'] = lr*min(1.0, (step + 1)/50)*(0.5*(1 + np.cos(np.pi*step/steps))*0.95 + 0.05)
+        idx = g.integers(0, pool, batch)
+        x, z_old = to_x([clips[j] for j in idx]), torch.cat([old[j] for j in idx])
+        z = vae.encode(x).latent_dist.mode()
+        y = vae.decode(z + 0.03*z.detach().std()*torch.randn_like(z), return_dict=False)[0]
+        rec, drift = (y - x).pow(2).mean(), ((z - z_old)/std).pow(2).mean()
+        loss = rec + trust*drift
+        opt.zero_grad(); loss.backward(); torch.nn.utils.clip_grad_norm_(params, 1.0); opt.step()
+        hist.append((rec.item(), drift.item()))
+        if (step + 1) % 250 == 0:
+            r, d = np.mean(hist[-250:], 0)
+            print(f"encoder step {step + 1} rec {r:.4f} drift {d:.4f} ({time.perf_counter() - t1:.0f} s)", flush=True)
+    vae.eval()
+    q = json.loads((work/'vae_quality.json').read_text())
+    r, d = np.mean(hist[-250:], 0)
+    q['encoder_finetune'] = dict(steps=steps, crop=crop, pool=pool, lr=lr, trust=trust, train_s=round(time.perf_counter() - t1, 1),
+                                 final_rec=float(r), final_drift=float(d), heldout_psnr_db_before=round(before, 2))
+    q['heldout_psnr_db'] = round(vae_psnr(vae, held), 2)
+    q['encoder_finetune']['train_crop_psnr_db'] = round(vae_psnr(vae, clips[:6]), 2)
+    print('encoder:', q, flush=True)
+    vae.save_pretrained(work/'vae', safe_serialization=True)
+    (work/'vae_quality.json').write_text(json.dumps(q, indent=1))
+    return vae, q
+
+
 # ---------------------------------------------------------------- base transformer
 def text_encoder():
     "The deterministic random tokenizer + Gemma-3 + connectors of `ltx_nb.model` (seed 0), as a `TextEncoder`."
@@ -434,7 +482,7 @@ def ship(work:Path, dest:Path=SHIP):
 
 if __name__ == '__main__':
     ap = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    ap.add_argument('phase', choices=('vae', 'base', 'decoder', 'all', 'ship'))
+    ap.add_argument('phase', choices=('vae', 'base', 'decoder', 'encoder', 'all', 'ship'))
     ap.add_argument('--work', default=str(ROOT/'outputs'/'train_tiny'))
     ap.add_argument('--vae-steps', type=int, default=500)
     ap.add_argument('--vae-pool', type=int, default=320, help='training crops (made once, held in memory)')
@@ -444,6 +492,8 @@ if __name__ == '__main__':
     ap.add_argument('--ship', action='store_true', help='copy the weights into ltx_nb/embedded/tiny with manifest.json')
     ap.add_argument('--base-steps', type=int, default=800)
     ap.add_argument('--decoder-steps', type=int, default=8000)
+    ap.add_argument('--encoder-steps', type=int, default=2000)
+    ap.add_argument('--encoder-trust', type=float, default=0.01)
     a = ap.parse_args()
     import torch
     torch.set_num_threads(int(os.environ.get('TRAIN_TINY_THREADS', '1')))
@@ -452,4 +502,5 @@ if __name__ == '__main__':
     if a.phase in ('vae', 'all'): train_vae(work, a.vae_steps, a.vae_pool, crop=a.vae_crop, decoder=dec, anchor_floor=a.anchor_floor)
     if a.phase in ('base', 'all'): train_base(work, a.base_steps)
     if a.phase in ('decoder', 'all'): finetune_decoder(work, a.decoder_steps)
+    if a.phase == 'encoder': finetune_encoder(work, a.encoder_steps, trust=a.encoder_trust)
     if a.phase == 'ship' or a.ship: ship(work)
