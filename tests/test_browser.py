@@ -142,8 +142,10 @@ def test_open_run_in_chromium_and_its_saved_pictures(sync_api, lab, tmp_path, va
             page.wait_for_timeout(1000)                                                   # the static picture's last update
             page.screenshot(path=str(tmp_path/'open_run.png'))
             page.locator('.jp-Notebook').click(); page.keyboard.press('Control+s')
+            pngs = []
             for _ in range(100):
-                nb = json.loads((root/'run.ipynb').read_text())
+                try: nb = json.loads((root/'run.ipynb').read_text())
+                except json.JSONDecodeError: nb = {'cells': []}                          # read while the server writes it
                 pngs = [o for c in nb['cells'] for o in c.get('outputs', []) if 'image/png' in o.get('data', {})]
                 if pngs: break
                 time.sleep(0.2)
