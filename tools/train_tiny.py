@@ -246,9 +246,8 @@ def train_vae(work:Path, steps:int, pool:int=320, batch:int=2, lr:float=1e-3, wa
     return vae, q
 
 
-def finetune_decoder(work:Path, steps:int, pool:int=2560, batch:int=2, lr:float=5e-4, crop:int=128):
-    """Train the VAE's decoder further on larger crops with its encoder frozen, so every latent (and with them the base
-    and the LoRA's task) stays as it was: only what the latents decode to improves. Saves over work/vae."""
+def half_start(work:Path, pool:int, crop:int, name:str):
+    "The start of a phase that trains one half of the saved VAE: the VAE, held-out clips and PSNR, crops, their latents."
     import torch
     from diffusers import AutoencoderKLLTX2Video
     torch.manual_seed(0)
@@ -258,7 +257,28 @@ def finetune_decoder(work:Path, steps:int, pool:int=2560, batch:int=2, lr:float=
     t0 = time.perf_counter()
     clips = [vae_clip(TRAIN_SEED, k, crop) for k in range(pool)]
     with torch.no_grad(): latents = [vae.encode(to_x([c])).latent_dist.mode() for c in clips]
-    print(f"decoder: {pool} crops of {crop} px and their latents in {time.perf_counter() - t0:.0f} s", flush=True)
+    print(f"{name}: {pool} crops of {crop} px and their latents in {time.perf_counter() - t0:.0f} s", flush=True)
+    return vae, held, before, clips, latents
+
+
+def half_save(work:Path, vae, name:str, held, clips, record:dict):
+    "The end of such a phase: `record` and the new PSNRs into vae_quality.json (as `<name>_finetune`), the VAE saved over work/vae."
+    vae.eval()
+    q = json.loads((work/'vae_quality.json').read_text())
+    q[f'{name}_finetune'] = record
+    q['heldout_psnr_db'] = round(vae_psnr(vae, held), 2)
+    record['train_crop_psnr_db'] = round(vae_psnr(vae, clips[:6]), 2)
+    print(f'{name}:', q, flush=True)
+    vae.save_pretrained(work/'vae', safe_serialization=True)
+    (work/'vae_quality.json').write_text(json.dumps(q, indent=1))
+    return vae, q
+
+
+def finetune_decoder(work:Path, steps:int, pool:int=2560, batch:int=2, lr:float=5e-4, crop:int=128):
+    """Train the VAE's decoder further on larger crops with its encoder frozen, so every latent (and with them the base
+    and the LoRA's task) stays as it was: only what the latents decode to improves. Saves over work/vae."""
+    import torch
+    vae, held, before, clips, latents = half_start(work, pool, crop, 'decoder')
     for p in vae.encoder.parameters(): p.requires_grad_(False)
     params = [p for p in vae.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
@@ -273,16 +293,9 @@ def finetune_decoder(work:Path, steps:int, pool:int=2560, batch:int=2, lr:float=
         opt.zero_grad(); loss.backward(); torch.nn.utils.clip_grad_norm_(params, 1.0); opt.step()
         hist.append(loss.item())
         if (step + 1) % 500 == 0: print(f"decoder step {step + 1} loss {np.mean(hist[-500:]):.4f} ({time.perf_counter() - t1:.0f} s)", flush=True)
-    vae.eval()
-    q = json.loads((work/'vae_quality.json').read_text())
-    q['decoder_finetune'] = dict(steps=steps, crop=crop, pool=pool, lr=lr, train_s=round(time.perf_counter() - t1, 1),
-                                 final_loss=float(np.mean(hist[-500:])), heldout_psnr_db_before=round(before, 2))
-    q['heldout_psnr_db'] = round(vae_psnr(vae, held), 2)
-    q['decoder_finetune']['train_crop_psnr_db'] = round(vae_psnr(vae, clips[:6]), 2)
-    print('decoder:', q, flush=True)
-    vae.save_pretrained(work/'vae', safe_serialization=True)
-    (work/'vae_quality.json').write_text(json.dumps(q, indent=1))
-    return vae, q
+    return half_save(work, vae, 'decoder', held, clips, dict(
+        steps=steps, crop=crop, pool=pool, lr=lr, train_s=round(time.perf_counter() - t1, 1),
+        final_loss=float(np.mean(hist[-500:])), heldout_psnr_db_before=round(before, 2)))
 
 
 def finetune_encoder(work:Path, steps:int, pool:int=1280, batch:int=2, lr:float=2e-4, crop:int=128, trust:float=0.01):
@@ -290,15 +303,7 @@ def finetune_encoder(work:Path, steps:int, pool:int=1280, batch:int=2, lr:float=
     latents ask of it (`tools/demo_probe.py best`). `trust` keeps each latent near its old value (in units of the
     latent normalisation), so the base's and the LoRA's task stay close to what they were. Saves over work/vae."""
     import torch
-    from diffusers import AutoencoderKLLTX2Video
-    torch.manual_seed(0)
-    vae = AutoencoderKLLTX2Video.from_pretrained(work/'vae').eval()
-    held = heldout_clips()
-    before = vae_psnr(vae, held)
-    t0 = time.perf_counter()
-    clips = [vae_clip(TRAIN_SEED, k, crop) for k in range(pool)]
-    with torch.no_grad(): old = [vae.encode(to_x([c])).latent_dist.mode() for c in clips]
-    print(f"encoder: {pool} crops of {crop} px and their latents in {time.perf_counter() - t0:.0f} s", flush=True)
+    vae, held, before, clips, old = half_start(work, pool, crop, 'encoder')
     for p in vae.decoder.parameters(): p.requires_grad_(False)
     params = [p for p in vae.encoder.parameters()]
     opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
@@ -318,17 +323,10 @@ def finetune_encoder(work:Path, steps:int, pool:int=1280, batch:int=2, lr:float=
         if (step + 1) % 250 == 0:
             r, d = np.mean(hist[-250:], 0)
             print(f"encoder step {step + 1} rec {r:.4f} drift {d:.4f} ({time.perf_counter() - t1:.0f} s)", flush=True)
-    vae.eval()
-    q = json.loads((work/'vae_quality.json').read_text())
     r, d = np.mean(hist[-250:], 0)
-    q['encoder_finetune'] = dict(steps=steps, crop=crop, pool=pool, lr=lr, trust=trust, train_s=round(time.perf_counter() - t1, 1),
-                                 final_rec=float(r), final_drift=float(d), heldout_psnr_db_before=round(before, 2))
-    q['heldout_psnr_db'] = round(vae_psnr(vae, held), 2)
-    q['encoder_finetune']['train_crop_psnr_db'] = round(vae_psnr(vae, clips[:6]), 2)
-    print('encoder:', q, flush=True)
-    vae.save_pretrained(work/'vae', safe_serialization=True)
-    (work/'vae_quality.json').write_text(json.dumps(q, indent=1))
-    return vae, q
+    return half_save(work, vae, 'encoder', held, clips, dict(
+        steps=steps, crop=crop, pool=pool, lr=lr, trust=trust, train_s=round(time.perf_counter() - t1, 1),
+        final_rec=float(r), final_drift=float(d), heldout_psnr_db_before=round(before, 2)))
 
 
 # ---------------------------------------------------------------- base transformer
