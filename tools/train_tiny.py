@@ -1,14 +1,17 @@
 """Train the embedded tiny LTX-2.3 model on the CPU, deterministically, from our own synthetic clips.
 
-Three phases (and one experiment), each writing into `--work` (default `outputs/train_tiny`) and, with `--ship`, into the package data
+Four phases, each writing into `--work` (default `outputs/train_tiny`) and, with `--ship`, into the package data
 `ltx_nb/embedded/tiny/` (weights + manifest.json):
 
     python tools/train_tiny.py vae    # the LTX-2 video VAE as an autoencoder (AutoencoderKLLTX2Video, 8×32×32 grid)
     python tools/train_tiny.py base   # the LTX-2.3 transformer as a base model: masked denoising, no reference
     python tools/train_tiny.py decoder   # the decoder trained further on larger crops, the encoder (so every latent) frozen
-    python tools/train_tiny.py all --ship
-    python tools/train_tiny.py encoder   # experiment, not in `all` nor in the shipped model: the encoder trained
-                                         # further, the decoder frozen, latents held near their old values
+    python tools/train_tiny.py encoder   # then the encoder, the decoder frozen, latents held near their old values
+    python tools/train_tiny.py all --ship   # the four in that order (the encoder phase reuses the decoder phase's crops)
+
+`TRAIN_TINY_THREADS` (default 2, the issue's two cores) sets the torch threads and the processes that make crops;
+the weights differ in the last bits with the thread count (reduction order), so each run is recorded with it
+(`runs.json`, copied into the manifest).
 
 Training clips come from `ltx_nb.synth` (triplet targets and references, seeds >= TRAIN_SEED) and from a more varied
 generator here (gradients, moving shapes, the four textures at many periods, random colours and sizes). The demo's
@@ -28,7 +31,7 @@ A full retrain with a wider decoder (2026-12-03, not shipped: DEVELOPING.md has 
 22.17 dB held-out, but about 33 min at one thread and a base on whose latents the LoRA learns the reference slower.
 """
 from __future__ import annotations
-import argparse, json, os, sys, time
+import argparse, json, os, platform, sys, time
 from pathlib import Path
 import numpy as np
 
@@ -40,6 +43,7 @@ TRAIN_SEED = 1000      # recipe training clips: seeds TRAIN_SEED + k
 HELDOUT_SEED = 900     # held-out quality clips (never trained on, never the demo's)
 SIZE = 512             # the demo's bucket: low 1:1
 FRAMES = 17
+THREADS = WORKERS = int(os.environ.get('TRAIN_TINY_THREADS', '2'))  # torch threads, and processes making crops
 VAE_CFG = dict(block_out_channels=(16, 32, 64, 64), decoder_block_out_channels=(16, 32, 64),
                layers_per_block=(1, 1, 1, 1, 1), decoder_layers_per_block=(1, 1, 1, 1))
 
@@ -149,6 +153,28 @@ def icnr_decoder(vae):
     return vae
 
 
+def lr_at(lr:float, step:int, steps:int, warm:int)->float:
+    "The recipe's schedule: linear warm-up over `warm` steps, then cosine from `lr` down to 5% of it."
+    return lr*min(1.0, (step + 1)/warm)*(0.5*(1 + np.cos(np.pi*step/steps))*0.95 + 0.05)
+
+
+def _crop_worker(args):
+    import torch
+    torch.set_num_threads(1)
+    seed, ks, crop_px = args
+    return [vae_clip(seed, k, crop_px) for k in ks]
+
+
+def make_crops(n:int, crop_px:int, workers:int=1)->list[np.ndarray]:
+    """`vae_clip(TRAIN_SEED, k, crop_px)` for k < n, made by `workers` processes (each crop has its own seed, so the
+    list is the same for any number of workers)."""
+    if workers <= 1: return [vae_clip(TRAIN_SEED, k, crop_px) for k in range(n)]
+    import multiprocessing as mp
+    chunks = [list(range(i, min(i + 64, n))) for i in range(0, n, 64)]
+    with mp.get_context('spawn').Pool(workers) as pool:
+        return [c for part in pool.map(_crop_worker, [(TRAIN_SEED, ks, crop_px) for ks in chunks]) for c in part]
+
+
 def to_x(clips)->"torch.Tensor":
     import torch
     return torch.from_numpy(np.stack(clips)).permute(0, 4, 1, 2, 3).float() / 127.5 - 1
@@ -213,7 +239,7 @@ def train_vae(work:Path, steps:int, pool:int=320, batch:int=2, lr:float=1e-3, wa
     import torch
     torch.manual_seed(0)
     t0 = time.perf_counter()
-    clips = [vae_clip(TRAIN_SEED, k, crop) for k in range(pool)]
+    clips = make_crops(pool, crop, WORKERS)
     print(f"vae: {pool} training crops in {time.perf_counter() - t0:.0f} s", flush=True)
     vae = icnr_decoder(build_vae(0, decoder)).train()
     opt = torch.optim.AdamW(vae.parameters(), lr=lr, weight_decay=0.0)
@@ -221,7 +247,7 @@ def train_vae(work:Path, steps:int, pool:int=320, batch:int=2, lr:float=1e-3, wa
     g, step, t1, hist = np.random.default_rng([TRAIN_SEED, 10**6]), 0, time.perf_counter(), []
     while step < steps:
         frac = step/steps
-        for pg in opt.param_groups: pg['lr'] = lr*min(1.0, (step + 1)/50)*(0.5*(1 + np.cos(np.pi*frac))*0.95 + 0.05)
+        for pg in opt.param_groups: pg['lr'] = lr_at(lr, step, steps, 50)
         x = to_x([clips[j] for j in g.integers(0, pool, batch)])
         z = vae.encode(x).latent_dist.mode()
         zn = z + 0.03*z.detach().std()*torch.randn_like(z)  # a little latent noise: the decoder sees imperfect latents
@@ -246,16 +272,20 @@ def train_vae(work:Path, steps:int, pool:int=320, batch:int=2, lr:float=1e-3, wa
     return vae, q
 
 
-def half_start(work:Path, pool:int, crop:int, name:str):
-    "The start of a phase that trains one half of the saved VAE: the VAE, held-out clips and PSNR, crops, their latents."
+def half_start(work:Path, pool:int, crop:int, name:str, shared=None):
+    """The start of a phase that trains one half of the saved VAE: the VAE, held-out clips and PSNR, crops, their latents.
+    `shared`: (crops, latents) an earlier phase made with the same encoder, of which the first `pool` are used."""
     import torch
     from diffusers import AutoencoderKLLTX2Video
     torch.manual_seed(0)
     vae = AutoencoderKLLTX2Video.from_pretrained(work/'vae').eval()
     held = heldout_clips()
     before = vae_psnr(vae, held)
+    if shared is not None and len(shared[0]) >= pool and shared[0][0].shape[1] == crop:
+        print(f"{name}: the first {pool} crops of {crop} px and their latents from the phase before", flush=True)
+        return vae, held, before, shared[0][:pool], shared[1][:pool]
     t0 = time.perf_counter()
-    clips = [vae_clip(TRAIN_SEED, k, crop) for k in range(pool)]
+    clips = make_crops(pool, crop, WORKERS)
     with torch.no_grad(): latents = [vae.encode(to_x([c])).latent_dist.mode() for c in clips]
     print(f"{name}: {pool} crops of {crop} px and their latents in {time.perf_counter() - t0:.0f} s", flush=True)
     return vae, held, before, clips, latents
@@ -276,7 +306,8 @@ def half_save(work:Path, vae, name:str, held, clips, record:dict):
 
 def finetune_decoder(work:Path, steps:int, pool:int=2560, batch:int=2, lr:float=5e-4, crop:int=128):
     """Train the VAE's decoder further on larger crops with its encoder frozen, so every latent (and with them the base
-    and the LoRA's task) stays as it was: only what the latents decode to improves. Saves over work/vae."""
+    and the LoRA's task) stays as it was: only what the latents decode to improves. Saves over work/vae.
+    Returns the VAE, its quality record and (crops, latents), which the `encoder` phase can share."""
     import torch
     vae, held, before, clips, latents = half_start(work, pool, crop, 'decoder')
     for p in vae.encoder.parameters(): p.requires_grad_(False)
@@ -285,7 +316,7 @@ def finetune_decoder(work:Path, steps:int, pool:int=2560, batch:int=2, lr:float=
     g, hist, t1 = np.random.default_rng([TRAIN_SEED, 10**6 + 7]), [], time.perf_counter()
     vae.decoder.train()
     for step in range(steps):
-        for pg in opt.param_groups: pg['lr'] = lr*min(1.0, (step + 1)/50)*(0.5*(1 + np.cos(np.pi*step/steps))*0.95 + 0.05)
+        for pg in opt.param_groups: pg['lr'] = lr_at(lr, step, steps, 50)
         idx = g.integers(0, pool, batch)
         x, z = to_x([clips[j] for j in idx]), torch.cat([latents[j] for j in idx])
         y = vae.decode(z + 0.03*z.std()*torch.randn_like(z), return_dict=False)[0]
@@ -295,15 +326,16 @@ def finetune_decoder(work:Path, steps:int, pool:int=2560, batch:int=2, lr:float=
         if (step + 1) % 500 == 0: print(f"decoder step {step + 1} loss {np.mean(hist[-500:]):.4f} ({time.perf_counter() - t1:.0f} s)", flush=True)
     return half_save(work, vae, 'decoder', held, clips, dict(
         steps=steps, crop=crop, pool=pool, lr=lr, train_s=round(time.perf_counter() - t1, 1),
-        final_loss=float(np.mean(hist[-500:])), heldout_psnr_db_before=round(before, 2)))
+        final_loss=float(np.mean(hist[-500:])), heldout_psnr_db_before=round(before, 2))) + ((clips, latents),)
 
 
-def finetune_encoder(work:Path, steps:int, pool:int=1280, batch:int=2, lr:float=2e-4, crop:int=128, trust:float=0.01):
+def finetune_encoder(work:Path, steps:int, pool:int=1280, batch:int=2, lr:float=2e-4, crop:int=128, trust:float=0.01, shared=None):
     """Train the VAE's encoder further with its decoder frozen: the decoder can reproduce far more than the encoder's
     latents ask of it (`tools/demo_probe.py best`). `trust` keeps each latent near its old value (in units of the
-    latent normalisation), so the base's and the LoRA's task stay close to what they were. Saves over work/vae."""
+    latent normalisation), so the base's and the LoRA's task stay close to what they were. Saves over work/vae.
+    `shared`: the `decoder` phase's (crops, latents): the same seeds, and its encoder is where this one starts."""
     import torch
-    vae, held, before, clips, old = half_start(work, pool, crop, 'encoder')
+    vae, held, before, clips, old = half_start(work, pool, crop, 'encoder', shared)
     for p in vae.decoder.parameters(): p.requires_grad_(False)
     params = [p for p in vae.encoder.parameters()]
     opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
@@ -311,7 +343,7 @@ def finetune_encoder(work:Path, steps:int, pool:int=1280, batch:int=2, lr:float=
     g, hist, t1 = np.random.default_rng([TRAIN_SEED, 10**6 + 11]), [], time.perf_counter()
     vae.encoder.train()
     for step in range(steps):
-        for pg in opt.param_groups: pg['lr'] = lr*min(1.0, (step + 1)/50)*(0.5*(1 + np.cos(np.pi*step/steps))*0.95 + 0.05)
+        for pg in opt.param_groups: pg['lr'] = lr_at(lr, step, steps, 50)
         idx = g.integers(0, pool, batch)
         x, z_old = to_x([clips[j] for j in idx]), torch.cat([old[j] for j in idx])
         z = vae.encode(x).latent_dist.mode()
@@ -434,7 +466,7 @@ def train_base(work:Path, steps:int, n_train:int=32, n_held:int=4, batch:int=4, 
     opt = torch.optim.AdamW(tr.parameters(), lr=lr, weight_decay=0.01)
     hist, t1 = [], time.perf_counter()
     for step in range(steps):
-        for pg in opt.param_groups: pg['lr'] = lr*min(1.0, (step + 1)/100)*(0.5*(1 + np.cos(np.pi*step/steps))*0.95 + 0.05)
+        for pg in opt.param_groups: pg['lr'] = lr_at(lr, step, steps, 100)
         b = base_batch(tr, items, step, batch)
         from ltx_nb.train import step_loss
         loss = step_loss(tr, b)
@@ -466,11 +498,20 @@ def ship(work:Path, dest:Path=SHIP):
                 cfg = json.loads((dest/comp/f).read_text())
                 if cfg.pop('_name_or_path', None) is not None: (dest/comp/f).write_text(json.dumps(cfg, indent=2, sort_keys=True) + '\n')
             files[f'{comp}/{f}'] = file_sha256(dest/comp/f)
+    import torch
+    from diffusers import AutoencoderKLLTX2Video, LTX2VideoTransformer3DModel
+    torch.manual_seed(0)
+    base = json.loads((work/'base_quality.json').read_text())
+    te, _ = text_encoder()
+    held = base_items(AutoencoderKLLTX2Video.from_pretrained(work/'vae').eval(), te, HELDOUT_SEED + 1, 4)
+    base['heldout_loss_shipped_vae'] = round(base_eval(LTX2VideoTransformer3DModel.from_pretrained(work/'transformer').eval(), held), 4)
+    print('base on the shipped VAE:', base['heldout_loss_shipped_vae'], flush=True)
     man = dict(recipe='tools/train_tiny.py', seeds=dict(train=TRAIN_SEED, heldout=HELDOUT_SEED, demo_excluded=DEMO_SEED),
                bucket=[SIZE, SIZE], frames=FRAMES, sha256=files,
                config={c: json.loads((dest/c/'config.json').read_text()) for c in ('vae', 'transformer')},
                quality=dict(vae=json.loads((work/'vae_quality.json').read_text()),
-                            base=json.loads((work/'base_quality.json').read_text())),
+                            base=base),
+               runs=json.loads((work/'runs.json').read_text()) if (work/'runs.json').exists() else [],
                text='the tokenizer, Gemma-3 text encoder and connectors are the random, deterministic ones of '
                     'ltx_nb.model (seed 0); the base transformer is trained on their output')
     (dest/'manifest.json').write_text(json.dumps(man, indent=1) + '\n')
@@ -494,11 +535,18 @@ if __name__ == '__main__':
     ap.add_argument('--encoder-trust', type=float, default=0.01)
     a = ap.parse_args()
     import torch
-    torch.set_num_threads(int(os.environ.get('TRAIN_TINY_THREADS', '1')))
+    torch.set_num_threads(THREADS)
     work = Path(a.work); work.mkdir(parents=True, exist_ok=True)
     dec = dict(decoder_block_out_channels=tuple(int(c) for c in a.vae_decoder.split(','))) if a.vae_decoder else None
+    t0, shared = time.perf_counter(), None
     if a.phase in ('vae', 'all'): train_vae(work, a.vae_steps, a.vae_pool, crop=a.vae_crop, decoder=dec, anchor_floor=a.anchor_floor)
     if a.phase in ('base', 'all'): train_base(work, a.base_steps)
-    if a.phase in ('decoder', 'all'): finetune_decoder(work, a.decoder_steps)
-    if a.phase == 'encoder': finetune_encoder(work, a.encoder_steps, trust=a.encoder_trust)
+    if a.phase in ('decoder', 'all'): shared = finetune_decoder(work, a.decoder_steps)[2]
+    if a.phase in ('encoder', 'all'): finetune_encoder(work, a.encoder_steps, trust=a.encoder_trust, shared=shared)
+    if a.phase != 'ship':
+        runs = json.loads((work/'runs.json').read_text()) if (work/'runs.json').exists() else []
+        runs.append(dict(phase=a.phase, threads=THREADS, wall_s=round(time.perf_counter() - t0, 1), argv=sys.argv[1:],
+                         cpu=platform.processor() or platform.machine(), date=time.strftime('%Y-%m-%d %H:%M')))
+        (work/'runs.json').write_text(json.dumps(runs, indent=1))
+        print(f"{a.phase}: {runs[-1]['wall_s']:.0f} s in all at {THREADS} torch threads", flush=True)
     if a.phase == 'ship' or a.ship: ship(work)
