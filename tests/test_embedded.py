@@ -54,7 +54,7 @@ def test_vae_reconstructs_heldout_clips(man):
     psnr = recipe.vae_psnr(vae, recipe.heldout_clips())
     assert psnr == pytest.approx(man['quality']['vae']['heldout_psnr_db'], abs=0.3)
     rand = recipe.vae_psnr(load_vae(EMBEDDED_RANDOM), recipe.heldout_clips(2))
-    assert psnr > rand + 4, (psnr, rand)  # measured 19.46 vs 11.38 dB (the random VAE, first two clips)
+    assert psnr > rand + 4, (psnr, rand)  # measured 20.43 vs 11.38 dB (the random VAE, first two clips)
 
 
 def test_base_denoises_heldout_clips(man):
@@ -64,5 +64,5 @@ def test_base_denoises_heldout_clips(man):
     held = recipe.base_items(vae, te, recipe.HELDOUT_SEED + 1, 4)
     tr = load_transformer(EMBEDDED_MODEL).eval()
     loss = recipe.base_eval(tr, held)
-    assert loss == pytest.approx(q['heldout_loss'], rel=0.05)
+    assert loss == pytest.approx(q['heldout_loss_shipped_vae'], rel=0.05)  # the base on the VAE it ships with
     assert loss < 0.8*q['heldout_loss_untrained'], (loss, q)

@@ -382,7 +382,8 @@ def test_lora_loads_in_diffusers_and_reproduces_the_trained_model(reference_run,
 # (500 took ~110 CPU-s here).
 # With the 4-layer base (2026-12-02, issue #13) the LoRA copies the reference much sooner: this run gives 0.156 / 0.392
 # after 250 steps (one run of its own, 60 s on an idle 2-core Intel Xeon), so the check now runs 250 steps with tighter
-# thresholds.
+# thresholds. With the encoder phase (2026-12-04, latents moved a little) the same run gives 0.151 / 0.366 (2 threads,
+# the whole test, 128 s with tests/test_embedded.py), so the thresholds tighten again.
 LEARN = dict(number_of_steps=250, learning_rate=3e-3, warmup_steps=20, checkpoint_interval=0, seed=1)
 
 @pytest.fixture(scope='module')
@@ -401,9 +402,9 @@ def test_the_lora_learns_to_use_the_reference(learning_proc):
     finish(proc, log, timeout=900)
     lc = learning_check(run_dir)
     print(f"trained/untrained {lc['trained_vs_untrained']:.3f}, trained/mismatched {lc['trained_vs_mismatched']:.3f}")
-    # on the trained 4-layer embedded:tiny (2026-12-02): 0.156 / 0.392 at these 250 steps (2 layers, 400 steps: 0.214 / 0.502)
-    assert lc['trained_vs_untrained'] < 0.22
-    assert lc['trained_vs_mismatched'] < 0.50     # the right reference lowers the loss (the demo's target is 0.6)
+    # on the shipped embedded:tiny (2026-12-04): 0.151 / 0.366 at these 250 steps (12-02's model: 0.156 / 0.392)
+    assert lc['trained_vs_untrained'] < 0.20
+    assert lc['trained_vs_mismatched'] < 0.45     # the right reference lowers the loss (the demo's target is 0.6)
 
 # ---------------------------------------------------------------- 9. half-size reference
 

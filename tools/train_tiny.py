@@ -19,12 +19,12 @@ validation clips are `ltx_nb.synth.triplet_arrays(i, seed=0)`: every seed used h
 The text encoder and connectors stay the deterministic random ones of `ltx_nb.model` (the base is conditioned on
 their output; see the manifest's `text` note).
 
-Status (2026-12-02): the VAE (decoder with `upsample_residual=False` and an ICNR init, see DEVELOPING.md for the
-measured cause of the collapse to the mean colour) reaches 16.65 dB held-out PSNR after 100 + 500 steps, and about
-19.5 dB after the `decoder` phase (target 24 dB); the base (4 layers, `ltx_nb.model.TINY_VIDEO`) is trained between
-the two, on the frozen encoder's latents, with some masks regenerating a region in only some latent frames
-(`temporal_keep`). The shipped figures are in ltx_nb/embedded/tiny/manifest.json. `all` runs vae, base, decoder in that
-order.
+Status (2026-12-04): the VAE (decoder with `upsample_residual=False` and an ICNR init, see DEVELOPING.md for the
+measured cause of the collapse to the mean colour) reaches 16.65 dB held-out PSNR after 100 + 500 steps, 19.46 dB
+after the `decoder` phase and 20.43 dB after the `encoder` phase (target 24 dB); the base (4 layers,
+`ltx_nb.model.TINY_VIDEO`) is trained after the `vae` phase, on its encoder's latents, with some masks regenerating a
+region in only some latent frames (`temporal_keep`); the encoder phase keeps the latents near those. `all` took 1766 s
+at two threads on a 2-core machine. The shipped figures are in ltx_nb/embedded/tiny/manifest.json.
 
 A full retrain with a wider decoder (2026-12-03, not shipped: DEVELOPING.md has why) is
 `vae --vae-steps 5000 --vae-pool 2560 --vae-crop 128 --vae-decoder 32,64,128 --anchor-floor 0.1`, then `base`:
