@@ -43,7 +43,7 @@ TRAIN_SEED = 1000      # recipe training clips: seeds TRAIN_SEED + k
 HELDOUT_SEED = 900     # held-out quality clips (never trained on, never the demo's)
 SIZE = 512             # the demo's bucket: low 1:1
 FRAMES = 17
-THREADS = WORKERS = int(os.environ.get('TRAIN_TINY_THREADS', '2'))  # torch threads, and processes making crops
+THREADS = int(os.environ.get('TRAIN_TINY_THREADS', '2'))  # torch threads, and processes making crops
 VAE_CFG = dict(block_out_channels=(16, 32, 64, 64), decoder_block_out_channels=(16, 32, 64),
                layers_per_block=(1, 1, 1, 1, 1), decoder_layers_per_block=(1, 1, 1, 1))
 
@@ -153,6 +153,11 @@ def icnr_decoder(vae):
     return vae
 
 
+def read_runs(work:Path)->list[dict]:
+    "The runs recorded in work/runs.json (phase, threads, wall time, ...), oldest first; [] before the first."
+    return json.loads((work/'runs.json').read_text()) if (work/'runs.json').exists() else []
+
+
 def lr_at(lr:float, step:int, steps:int, warm:int)->float:
     "The recipe's schedule: linear warm-up over `warm` steps, then cosine from `lr` down to 5% of it."
     return lr*min(1.0, (step + 1)/warm)*(0.5*(1 + np.cos(np.pi*step/steps))*0.95 + 0.05)
@@ -239,7 +244,7 @@ def train_vae(work:Path, steps:int, pool:int=320, batch:int=2, lr:float=1e-3, wa
     import torch
     torch.manual_seed(0)
     t0 = time.perf_counter()
-    clips = make_crops(pool, crop, WORKERS)
+    clips = make_crops(pool, crop, THREADS)
     print(f"vae: {pool} training crops in {time.perf_counter() - t0:.0f} s", flush=True)
     vae = icnr_decoder(build_vae(0, decoder)).train()
     opt = torch.optim.AdamW(vae.parameters(), lr=lr, weight_decay=0.0)
@@ -285,7 +290,7 @@ def half_start(work:Path, pool:int, crop:int, name:str, shared=None):
         print(f"{name}: the first {pool} crops of {crop} px and their latents from the phase before", flush=True)
         return vae, held, before, shared[0][:pool], shared[1][:pool]
     t0 = time.perf_counter()
-    clips = make_crops(pool, crop, WORKERS)
+    clips = make_crops(pool, crop, THREADS)
     with torch.no_grad(): latents = [vae.encode(to_x([c])).latent_dist.mode() for c in clips]
     print(f"{name}: {pool} crops of {crop} px and their latents in {time.perf_counter() - t0:.0f} s", flush=True)
     return vae, held, before, clips, latents
@@ -511,7 +516,7 @@ def ship(work:Path, dest:Path=SHIP):
                config={c: json.loads((dest/c/'config.json').read_text()) for c in ('vae', 'transformer')},
                quality=dict(vae=json.loads((work/'vae_quality.json').read_text()),
                             base=base),
-               runs=json.loads((work/'runs.json').read_text()) if (work/'runs.json').exists() else [],
+               runs=read_runs(work),
                text='the tokenizer, Gemma-3 text encoder and connectors are the random, deterministic ones of '
                     'ltx_nb.model (seed 0); the base transformer is trained on their output')
     (dest/'manifest.json').write_text(json.dumps(man, indent=1) + '\n')
@@ -544,7 +549,7 @@ if __name__ == '__main__':
     if a.phase in ('decoder', 'all'): shared = finetune_decoder(work, a.decoder_steps)[2]
     if a.phase in ('encoder', 'all'): finetune_encoder(work, a.encoder_steps, trust=a.encoder_trust, shared=shared)
     if a.phase != 'ship':
-        runs = json.loads((work/'runs.json').read_text()) if (work/'runs.json').exists() else []
+        runs = read_runs(work)
         runs.append(dict(phase=a.phase, threads=THREADS, wall_s=round(time.perf_counter() - t0, 1), argv=sys.argv[1:],
                          cpu=platform.processor() or platform.machine(), date=time.strftime('%Y-%m-%d %H:%M')))
         (work/'runs.json').write_text(json.dumps(runs, indent=1))
