@@ -459,6 +459,7 @@ def train_base(work:Path, steps:int, n_train:int=32, n_held:int=4, batch:int=4, 
     "Train the tiny LTX-2.3 transformer (all weights) as a masked, text-conditioned denoiser without reference; save it."
     import torch
     from diffusers import AutoencoderKLLTX2Video
+    from ltx_nb.train import step_loss
     torch.manual_seed(0)
     vae = AutoencoderKLLTX2Video.from_pretrained(work/'vae').eval()
     te, tr = text_encoder()
@@ -473,7 +474,6 @@ def train_base(work:Path, steps:int, n_train:int=32, n_held:int=4, batch:int=4, 
     for step in range(steps):
         for pg in opt.param_groups: pg['lr'] = lr_at(lr, step, steps, 100)
         b = base_batch(tr, items, step, batch)
-        from ltx_nb.train import step_loss
         loss = step_loss(tr, b)
         opt.zero_grad(); loss.backward(); torch.nn.utils.clip_grad_norm_(tr.parameters(), 1.0); opt.step()
         hist.append(loss.item())
